@@ -1,0 +1,82 @@
+"""Train/test splits of MovieLens ratings.
+
+All functions take and return ratings frames as produced by
+`movielens.load_movielens` (columns `user`, `movie`, `rating`[, `timestamp`])
+and are deterministic for a given seed. Returned frames keep the original row
+index, so a rating can be traced back to its source line.
+"""
+
+from typing import Tuple
+
+import numpy as np
+import pandas as pd
+
+from tff_movierec.data.movielens import MovieLens
+
+Split = Tuple[pd.DataFrame, pd.DataFrame]
+
+
+def per_user_holdout(
+    ratings: pd.DataFrame, test_fraction: float = 0.1, seed: int = 0
+) -> Split:
+  """Holds out `test_fraction` of each user's ratings at random.
+
+  The canonical evaluation split for rating metrics. Each user with n >= 2
+  ratings gets max(1, round(test_fraction * n)) test ratings, capped at n - 1
+  so that at least one stays in train; users with a single rating keep it in
+  train.
+
+  Returns:
+    (train, test) frames partitioning `ratings`.
+  """
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+  rng = np.random.default_rng(seed)
+  users = ratings["user"].to_numpy()
+  order = np.lexsort((rng.random(len(ratings)), users))
+  sorted_users = users[order]
+  starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+  counts = np.diff(np.r_[starts, len(sorted_users)])
+  num_test = np.clip(np.rint(test_fraction * counts), 1, counts - 1)
+  rank = np.arange(len(order)) - np.repeat(starts, counts)
+  is_test = np.zeros(len(ratings), dtype=bool)
+  is_test[order] = rank < np.repeat(num_test, counts)
+  return ratings[~is_test], ratings[is_test]
+
+
+def temporal_split(
+    data: MovieLens, fractions: Tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> Tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+  """Global time split (train, validation, test), oldest ratings first.
+
+  Ties in time keep file order. Raises DataError if there are no timestamps.
+  """
+  data.require_timestamps("a temporal split")
+  if len(fractions) != 3 or not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+    raise ValueError(f"fractions must be 3 non-negative numbers summing to 1: {fractions}")
+  ratings = data.ratings
+  order = np.argsort(ratings["timestamp"].to_numpy(), kind="stable")
+  cut_1 = int(round(fractions[0] * len(order)))
+  cut_2 = int(round((fractions[0] + fractions[1]) * len(order)))
+  return (ratings.iloc[np.sort(order[:cut_1])],
+          ratings.iloc[np.sort(order[cut_1:cut_2])],
+          ratings.iloc[np.sort(order[cut_2:])])
+
+
+def _holdout_by(ratings, column, fraction, seed):
+  ids = np.unique(ratings[column].to_numpy())
+  rng = np.random.default_rng(seed)
+  num_held = max(1, int(round(fraction * len(ids))))
+  held = rng.choice(ids, size=num_held, replace=False)
+  is_held = np.isin(ratings[column].to_numpy(), held)
+  return ratings[~is_held], ratings[is_held]
+
+
+def cold_start_users(ratings: pd.DataFrame, fraction: float = 0.1, seed: int = 0) -> Split:
+  """Holds out `fraction` of users with all their ratings: (seen, unseen)."""
+  return _holdout_by(ratings, "user", fraction, seed)
+
+
+def cold_start_movies(ratings: pd.DataFrame, fraction: float = 0.1, seed: int = 0) -> Split:
+  """Holds out `fraction` of rated movies with all their ratings: (seen, unseen)."""
+  return _holdout_by(ratings, "movie", fraction, seed)
