@@ -1,0 +1,64 @@
+"""The contract every federated task in `tasks/` fulfils."""
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+Preprocess = Callable[[tf.data.Dataset], tf.data.Dataset]
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedTask:
+  """Data and model of one federated learning task.
+
+  Attributes:
+    name: registry name of the task.
+    train_data: raw (unbatched) training examples per client.
+    test_data: raw held-out examples per client, same client ids as train.
+    train_preprocess: raw client dataset -> batched (x, y) dataset for training
+      (shuffle -> repeat -> take -> batch -> map).
+    eval_preprocess: raw client dataset -> batched (x, y) dataset for
+      evaluation (no shuffle, one pass).
+    keras_model_fn: () -> a new, uncompiled functional `tf.keras.Model`
+      mapping x to predictions (also used for centralized and local-only runs).
+    loss_fn: () -> a Keras loss.
+    metrics_fn: () -> list of Keras metrics, reported by the TFF model.
+    model_fn: () -> `tff.learning.models.VariableModel` wrapping a fresh
+      `keras_model_fn()` with `loss_fn` and `metrics_fn`; input spec taken from
+      `train_preprocess` applied to a client dataset.
+    description: one line shown in logs and hparams.
+  """
+
+  name: str
+  train_data: tff.simulation.datasets.ClientData
+  test_data: tff.simulation.datasets.ClientData
+  train_preprocess: Preprocess
+  eval_preprocess: Preprocess
+  keras_model_fn: Callable[[], tf.keras.Model]
+  loss_fn: Callable[[], tf.keras.losses.Loss]
+  metrics_fn: Callable[[], list]
+  description: str = ""
+
+  @property
+  def input_spec(self):
+    sample = self.train_data.create_tf_dataset_for_client(self.train_data.client_ids[0])
+    return self.eval_preprocess(sample).element_spec
+
+  def model_fn(self) -> tff.learning.models.VariableModel:
+    return tff.learning.models.from_keras_model(
+        self.keras_model_fn(), loss=self.loss_fn(), input_spec=self.input_spec,
+        metrics=self.metrics_fn())
+
+
+def keras_dataset(client_data: tff.simulation.datasets.ClientData,
+                  preprocess: Preprocess,
+                  client_ids: Optional[list] = None) -> tf.data.Dataset:
+  """All (or the given) clients' data, preprocessed, as one centralized dataset."""
+  ids = client_data.client_ids if client_ids is None else client_ids
+  datasets = [preprocess(client_data.create_tf_dataset_for_client(c)) for c in ids]
+  result = datasets[0]
+  for dataset in datasets[1:]:
+    result = result.concatenate(dataset)
+  return result
