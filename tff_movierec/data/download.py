@@ -13,6 +13,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from typing import Optional
 
 ML_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
@@ -20,6 +21,7 @@ ML_1M_MD5 = "c4d9eecfca2ab87c1945afe126590906"
 CACHE_ENV_VAR = "TFF_MOVIEREC_CACHE"
 REQUIRED_FILES = ("users.dat", "movies.dat")
 RATINGS_FILES = ("ratings.dat", "ratings.csv")
+DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
 class DataError(ValueError):
@@ -32,10 +34,18 @@ def default_cache_dir() -> str:
   )
 
 
+def missing_movielens_files(directory: str) -> list:
+  """Names of the MovieLens files absent from `directory` (empty if complete)."""
+  missing = [
+      f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(directory, f))
+  ]
+  if not any(os.path.isfile(os.path.join(directory, f)) for f in RATINGS_FILES):
+    missing.append(" or ".join(RATINGS_FILES))
+  return missing
+
+
 def has_movielens_files(directory: str) -> bool:
-  return all(
-      os.path.isfile(os.path.join(directory, f)) for f in REQUIRED_FILES
-  ) and any(os.path.isfile(os.path.join(directory, f)) for f in RATINGS_FILES)
+  return not missing_movielens_files(directory)
 
 
 def md5_of(path: str) -> str:
@@ -67,7 +77,7 @@ def extract_verified_archive(
     try:
       with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(staging)
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
       raise DataError(f"{zip_path}: not a valid zip archive ({e}).") from e
     unpacked = os.path.join(staging, "ml-1m")
     if not has_movielens_files(unpacked):
@@ -84,13 +94,19 @@ def extract_verified_archive(
 
 
 def download_movielens(cache_dir: str, url: str = ML_1M_URL) -> str:
-  """Downloads ml-1m.zip into `cache_dir`, verifies and unpacks it."""
+  """Downloads ml-1m.zip into `cache_dir`, verifies and unpacks it.
+
+  Returns the path of `cache_dir/ml-1m`. On any failure raises DataError and
+  leaves nothing behind (not even `cache_dir`, if this call created it).
+  """
+  created_cache_dir = not os.path.isdir(cache_dir)
   os.makedirs(cache_dir, exist_ok=True)
   fd, tmp_zip = tempfile.mkstemp(prefix=".ml-1m-", suffix=".zip", dir=cache_dir)
-  os.close(fd)
   try:
     try:
-      urllib.request.urlretrieve(url, tmp_zip)
+      with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
+          url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+        shutil.copyfileobj(response, out)
     except (urllib.error.URLError, OSError) as e:
       raise DataError(
           f"MovieLens-1M is not in {cache_dir} and downloading {url} failed "
@@ -100,8 +116,9 @@ def download_movielens(cache_dir: str, url: str = ML_1M_URL) -> str:
       ) from e
     return extract_verified_archive(tmp_zip, cache_dir)
   finally:
-    if os.path.exists(tmp_zip):
-      os.remove(tmp_zip)
+    os.remove(tmp_zip)
+    if created_cache_dir and not os.listdir(cache_dir):
+      os.rmdir(cache_dir)
 
 
 def resolve_data_dir(data_dir: Optional[str]) -> str:
@@ -112,10 +129,14 @@ def resolve_data_dir(data_dir: Optional[str]) -> str:
       ratings.csv; or None to use (and, if needed, fill) the cache.
   """
   if data_dir:
-    if not has_movielens_files(data_dir):
+    if not os.path.isdir(data_dir):
+      raise DataError(f"--data_dir={data_dir}: no such directory.")
+    missing = missing_movielens_files(data_dir)
+    if missing:
       raise DataError(
-          f"--data_dir={data_dir}: expected users.dat, movies.dat and "
-          "ratings.dat (or ratings.csv) in this folder."
+          f"--data_dir={data_dir}: missing {', '.join(missing)}; expected the "
+          "MovieLens-1M files users.dat, movies.dat and ratings.dat (or "
+          "ratings.csv) in this folder."
       )
     return data_dir
   cached = os.path.join(default_cache_dir(), "ml-1m")

@@ -13,6 +13,7 @@ is the i-th smallest original id, and `ratings.user` / `ratings.movie` hold
 those indices.
 """
 
+import csv
 import dataclasses
 import io
 import os
@@ -31,12 +32,22 @@ GENRES = (
     "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
 AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
-NUM_OCCUPATIONS = 21
+# Labels of AGE_BUCKETS and occupation codes 0..20, from the ML-1M README.
+AGE_LABELS = ("Under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+OCCUPATIONS = (
+    "other or not specified", "academic/educator", "artist", "clerical/admin",
+    "college/grad student", "customer service", "doctor/health care",
+    "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
+    "programmer", "retired", "sales/marketing", "scientist", "self-employed",
+    "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)
+NUM_OCCUPATIONS = len(OCCUPATIONS)
 GENDERS = ("F", "M")
 _YEAR_PATTERN = re.compile(r"\((\d{4})\)\s*$")
 
 # Features that need a real time order; unavailable without timestamps.
 TEMPORAL_FEATURES = ("temporal split", "time-ordered sequences")
+CSV_HEADERS = ("userId,movieId,rating", "userId,movieId,rating,timestamp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,64 +98,72 @@ class MovieLens:
     return () if self.has_timestamps else TEMPORAL_FEATURES
 
 
-def _read_rows(
-    path: str,
-    names: Sequence[str],
-    *,
-    separator: str,
-    encoding: str = "utf-8",
-    header_line: Optional[str] = None,
-    min_fields: Optional[int] = None,
-) -> tuple:
-  """Reads a delimited file into a DataFrame of strings.
-
-  Returns (frame, first_line) where row r of frame is on line first_line + r.
-  Columns beyond `min_fields` may be missing (NaN) only if all rows lack them.
-  """
+def _read_lines(path: str, encoding: str) -> list:
+  """Returns the lines of `path` without line ends (a final newline is optional)."""
   if not os.path.isfile(path):
     raise DataError(f"{path}: file not found.")
+  with open(path, "rb") as f:
+    raw = f.read()
   try:
-    with open(path, "r", encoding=encoding, newline="") as f:
-      text = f.read()
+    text = raw.decode(encoding)
   except UnicodeDecodeError as e:
-    raise DataError(f"{path}: not valid {encoding} text ({e}).") from e
-  first_line = 1
-  if header_line is not None:
-    head, _, text = text.partition("\n")
-    first_line = 2
-    if head.strip().lstrip("\ufeff") != header_line:
-      raise DataError(f"{path}:1: expected header {header_line!r}, found {head.strip()!r}.")
-  if separator != ",":
-    text = text.replace(separator, "\t")
-    sep = "\t"
-  else:
-    sep = ","
-  try:
-    frame = pd.read_csv(
-        io.StringIO(text), sep=sep, header=None, names=list(names), dtype=str,
-        skip_blank_lines=False, quoting=3, keep_default_na=False,
-        na_values=[], engine="c",
-    )
-  except pd.errors.ParserError as e:
-    message = str(e)
-    match = re.search(r"line (\d+)", message)
-    if match:
-      line = int(match.group(1)) + first_line - 1
-      raise DataError(
-          f"{path}:{line}: malformed line, expected {len(names)} fields "
-          f"separated by {separator!r} ({message})."
-      ) from e
-    raise DataError(f"{path}: cannot parse ({message}).") from e
-  required = len(names) if min_fields is None else min_fields
-  incomplete = frame[list(names[:required])].isna().any(axis=1).to_numpy()
-  incomplete |= (frame[list(names[:required])] == "").any(axis=1).to_numpy()
-  if incomplete.any():
-    row = int(np.argmax(incomplete))
+    line = raw.count(b"\n", 0, e.start) + 1
+    raise DataError(
+        f"{path}:{line}: not valid {encoding} text ({e.reason} at byte "
+        f"{e.start})."
+    ) from e
+  lines = text.split("\n")
+  if lines[-1] == "":
+    lines.pop()
+  return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _parse_rows(
+    path: str, lines: Sequence[str], names: Sequence[str], separator: str,
+    first_line: int,
+) -> pd.DataFrame:
+  """Splits `lines` (line i of the file is lines[i - first_line]) into strings.
+
+  Every line must have exactly len(names) non-empty fields.
+  """
+  if not lines:
+    raise DataError(f"{path}: no data lines.")
+  # "::" is replaced by a tab so that pandas' fast C parser can split; a tab
+  # inside a field then shows up as one field too many.
+  sep = separator if len(separator) == 1 else "\t"
+  text = pd.Series(lines, dtype=object)
+  if sep != separator:
+    text = text.str.replace(separator, sep, regex=False)
+  num_fields = text.str.count(re.escape(sep)).to_numpy() + 1
+  bad = num_fields != len(names)
+  if bad.any():
+    row = int(np.argmax(bad))
+    found = "a blank line" if not lines[row].strip() else f"{num_fields[row]} fields"
     raise DataError(
         f"{path}:{row + first_line}: malformed line, expected {len(names)} "
-        f"fields separated by {separator!r}."
+        f"fields ({separator.join(names)}) separated by {separator!r}, found "
+        f"{found}."
     )
-  return frame, first_line
+  frame = pd.read_csv(
+      io.StringIO("\n".join(text)), sep=sep, header=None, names=list(names),
+      dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False, na_values=[],
+      skip_blank_lines=False, engine="c",
+  )
+  empty = (frame.apply(lambda column: column.str.strip()) == "").to_numpy()
+  if empty.any():
+    row, column = (int(i[0]) for i in np.nonzero(empty))
+    raise DataError(
+        f"{path}:{row + first_line}: malformed line, field {names[column]} is "
+        "empty."
+    )
+  return frame
+
+
+def _read_rows(
+    path: str, names: Sequence[str], *, separator: str, encoding: str
+) -> tuple:
+  """Reads a header-less delimited file: (frame of strings, first_line=1)."""
+  return _parse_rows(path, _read_lines(path, encoding), names, separator, 1), 1
 
 
 def _to_numbers(frame, column, path, first_line, dtype, integer=True):
@@ -232,22 +251,20 @@ def load_ratings(path: str) -> tuple:
   (float32) and timestamp (int64) if present; row r is on line first_line + r.
   """
   if path.endswith(".csv"):
-    if not os.path.isfile(path):
-      raise DataError(f"{path}: file not found.")
-    with open(path, "r", encoding="utf-8") as f:
-      header = f.readline().strip().lstrip("\ufeff")
-    allowed = ("userId,movieId,rating", "userId,movieId,rating,timestamp")
-    if header not in allowed:
+    lines = _read_lines(path, "utf-8")
+    header = lines[0].strip().lstrip("\ufeff") if lines else ""
+    if header not in CSV_HEADERS:
       raise DataError(
-          f"{path}:1: expected header {allowed[0]!r} or {allowed[1]!r}, "
-          f"found {header!r}."
+          f"{path}:1: expected header {CSV_HEADERS[0]!r} or "
+          f"{CSV_HEADERS[1]!r}, found {header!r}."
       )
-    names = tuple(header.split(","))
-    frame, first = _read_rows(path, names, separator=",", header_line=header)
+    first = 2
+    frame = _parse_rows(path, lines[1:], header.split(","), ",", first)
     frame = frame.rename(columns={"userId": "user_id", "movieId": "movie_id"})
   else:
     frame, first = _read_rows(
-        path, ("user_id", "movie_id", "rating", "timestamp"), separator="::"
+        path, ("user_id", "movie_id", "rating", "timestamp"), separator="::",
+        encoding="utf-8",
     )
   result = pd.DataFrame({
       "user_id": _to_numbers(frame, "user_id", path, first, np.int64),

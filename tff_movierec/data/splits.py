@@ -37,7 +37,7 @@ def per_user_holdout(
   sorted_users = users[order]
   starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
   counts = np.diff(np.r_[starts, len(sorted_users)])
-  num_test = np.clip(np.rint(test_fraction * counts), 1, counts - 1)
+  num_test = np.minimum(np.maximum(np.rint(test_fraction * counts), 1), counts - 1)
   rank = np.arange(len(order)) - np.repeat(starts, counts)
   is_test = np.zeros(len(ratings), dtype=bool)
   is_test[order] = rank < np.repeat(num_test, counts)
@@ -64,9 +64,13 @@ def temporal_split(
 
 
 def _holdout_by(ratings, column, fraction, seed):
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
   ids = np.unique(ratings[column].to_numpy())
+  if len(ids) < 2:
+    raise ValueError(f"need at least 2 distinct {column}s to hold some out.")
   rng = np.random.default_rng(seed)
-  num_held = max(1, int(round(fraction * len(ids))))
+  num_held = min(max(1, int(round(fraction * len(ids)))), len(ids) - 1)
   held = rng.choice(ids, size=num_held, replace=False)
   is_held = np.isin(ratings[column].to_numpy(), held)
   return ratings[~is_held], ratings[is_held]
