@@ -57,7 +57,7 @@ def summarize(data: MovieLens) -> dict:
     A dict with keys `ratings_file`, `users`, `active_users`, `movies`,
     `rated_movies`, `ratings`, `sparsity_percent`, `mean_rating`,
     `rating_histogram` ({"1": count, ...}), `genres` (list of {genre, ratings,
-    movies}, by ratings descending), `ratings_per_user` and `ratings_per_movie`
+    movies}, by ratings then movies, descending), `ratings_per_user` and `ratings_per_movie`
     ({"min", "25%", ..., "max"}), `demographics` ({"gender"|"age"|"occupation":
     {label: users}}), `has_timestamps`, `missing_features`, `time_range`
     ([first, last] ISO dates, or None) and `user_activity` (ratings per active
@@ -77,7 +77,7 @@ def summarize(data: MovieLens) -> dict:
   genres = [
       {"genre": GENRES[g], "ratings": int(ratings_per_genre[g]),
        "movies": int(movies_per_genre[g])}
-      for g in np.argsort(-ratings_per_genre, kind="stable")
+      for g in np.lexsort((-movies_per_genre, -ratings_per_genre))
   ]
 
   def user_counts(column, labels):

@@ -1,0 +1,165 @@
+"""Per-client datasets (TFF ClientData) and client preprocessing."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tff_movierec.data import client_data, features, splits
+from tff_movierec.data.movielens import load_movielens
+from tff_movierec.data.partitions import PartitionSpec, partition_users
+from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn
+from tff_movierec.data.synthetic import write_synthetic_movielens
+
+NUM_CLIENTS = 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """(train ratings, user_to_client, ClientData) on small synthetic data."""
+  data = load_movielens(write_synthetic_movielens(
+      str(tmp_path_factory.mktemp("ml")), num_users=30, num_movies=40,
+      ratings_per_user=8))
+  train, _ = splits.per_user_holdout(data.ratings, seed=0)
+  user_to_client = partition_users(
+      PartitionSpec("dirichlet", num_clients=NUM_CLIENTS), train, data.users,
+      features.genre_multi_hot(data))
+  examples = {
+      "user": train["user"].to_numpy(),
+      "movie": train["movie"].to_numpy(),
+      "rating": train["rating"].to_numpy(),
+  }
+  example_client = user_to_client[examples["user"]]
+  return train, user_to_client, client_data.make_client_data(
+      examples, example_client, NUM_CLIENTS)
+
+
+def client_examples(data, cid):
+  """List of (user, movie, rating) in dataset order."""
+  return [(int(e["user"]), int(e["movie"]), float(e["rating"]))
+          for e in data.create_tf_dataset_for_client(cid).as_numpy_iterator()]
+
+
+def test_client_ids(setup):
+  _, _, data = setup
+  assert data.client_ids == [str(k) for k in range(NUM_CLIENTS)]
+
+
+def test_element_spec_keeps_names_and_dtypes(setup):
+  _, _, data = setup
+  assert data.element_type_structure == {
+      "user": tf.TensorSpec([], tf.int32),
+      "movie": tf.TensorSpec([], tf.int32),
+      "rating": tf.TensorSpec([], tf.float32),
+  }
+
+
+def test_each_client_holds_exactly_its_users_ratings(setup):
+  train, user_to_client, data = setup
+  for k in range(NUM_CLIENTS):
+    mine = train[user_to_client[train["user"].to_numpy()] == k]
+    expected = list(zip(mine["user"].tolist(), mine["movie"].tolist(),
+                        mine["rating"].tolist()))
+    assert client_examples(data, str(k)) == expected  # also keeps file order
+
+
+def test_sizes_add_up_and_no_example_in_two_clients(setup):
+  train, _, data = setup
+  seen = collections.Counter()
+  for cid in data.client_ids:
+    seen.update((u, m) for u, m, _ in client_examples(data, cid))
+  assert sum(seen.values()) == len(train)
+  assert max(seen.values()) == 1
+  assert set(seen) == set(zip(train["user"], train["movie"]))
+
+
+def test_serializable_dataset_fn_runs_in_tf_function(setup):
+  train, user_to_client, data = setup
+
+  @tf.function
+  def count(cid):
+    return data.serializable_dataset_fn(cid).reduce(0, lambda n, _: n + 1)
+
+  expected = np.sum(user_to_client[train["user"].to_numpy()] == 2)
+  assert int(count(tf.constant("2"))) == expected
+
+
+def test_empty_clients_are_allowed():
+  data = client_data.make_client_data(
+      {"x": np.arange(3, dtype=np.int64)}, np.array([0, 2, 2]), 4)
+  sizes = [len(list(data.create_tf_dataset_for_client(c))) for c in data.client_ids]
+  assert sizes == [1, 0, 2, 0]
+
+
+@pytest.mark.parametrize("bad_client", [-1, 3])
+def test_example_client_out_of_range(bad_client):
+  with pytest.raises(ValueError, match=r"example_client must be in \[0, 3\)"):
+    client_data.make_client_data(
+        {"x": np.arange(2)}, np.array([0, bad_client]), 3)
+
+
+def to_xy(batch):
+  return batch["x"], batch["x"] * 10
+
+
+def batches(spec, num_examples=10, seed=None):
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"x": tf.range(num_examples, dtype=tf.int64)})
+  preprocess = build_preprocess_fn(spec, to_xy, seed=seed)
+  return [(x.tolist(), y.tolist()) for x, y in preprocess(dataset).as_numpy_iterator()]
+
+
+def test_preprocess_batches_and_maps_in_order_without_shuffle():
+  result = batches(ClientSpec(batch_size=4, shuffle_buffer_size=0))
+  assert [x for x, _ in result] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+  assert [y for _, y in result] == [[0, 10, 20, 30], [40, 50, 60, 70], [80, 90]]
+
+
+def test_preprocess_repeats_epochs():
+  result = batches(ClientSpec(num_epochs=3, batch_size=4, shuffle_buffer_size=0))
+  flat = [v for x, _ in result for v in x]
+  assert flat == list(range(10)) * 3
+  assert [len(x) for x, _ in result] == [4] * 7 + [2]
+
+
+def test_preprocess_caps_elements_after_repeat():
+  result = batches(ClientSpec(num_epochs=2, batch_size=4, shuffle_buffer_size=0,
+                              max_elements=13))
+  flat = [v for x, _ in result for v in x]
+  assert flat == list(range(10)) + [0, 1, 2]
+
+
+def test_preprocess_shuffles_each_epoch_deterministically_for_a_seed():
+  spec = ClientSpec(num_epochs=2, batch_size=20, shuffle_buffer_size=100)
+  (first, _), = batches(spec, seed=3)
+  (again, _), = batches(spec, seed=3)
+  assert first == again
+  assert sorted(first[:10]) == sorted(first[10:]) == list(range(10))
+  assert first[:10] != list(range(10))
+  assert first[:10] != first[10:]  # reshuffled for the second epoch
+
+
+def test_client_data_preprocess_applies_to_every_client(setup):
+  _, _, data = setup
+  spec = ClientSpec(batch_size=3, shuffle_buffer_size=0)
+  processed = data.preprocess(build_preprocess_fn(
+      spec, lambda b: (b["user"], b["rating"])))
+  for cid in data.client_ids:
+    expected = client_examples(data, cid)
+    got = [(int(u), r) for users, ratings
+           in processed.create_tf_dataset_for_client(cid).as_numpy_iterator()
+           for u, r in zip(users, ratings)]
+    assert got == [(u, r) for u, _, r in expected]
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    (dict(num_epochs=0), "--client_epochs=0"),
+    (dict(batch_size=0), "--client_batch_size=0"),
+    (dict(shuffle_buffer_size=-1), "--shuffle_buffer_size=-1"),
+    (dict(max_elements=0), "--max_client_examples=0"),
+])
+def test_client_spec_errors_name_the_flag(kwargs, flag):
+  with pytest.raises(ValueError) as error:
+    ClientSpec(**kwargs)
+  assert str(error.value).startswith(flag)
