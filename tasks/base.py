@@ -1,7 +1,7 @@
 """The contract every federated task in `tasks/` fulfils."""
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -28,6 +28,9 @@ class FederatedTask:
     model_fn: () -> `tff.learning.models.VariableModel` wrapping a fresh
       `keras_model_fn()` with `loss_fn` and `metrics_fn`; input spec taken from
       `train_preprocess` applied to a client dataset.
+    local_layers: names of Keras layers whose weights stay on the client
+      (trained by Federated Reconstruction, never aggregated); empty for tasks
+      trained with FedAvg.
     description: one line shown in logs and hparams.
   """
 
@@ -39,6 +42,7 @@ class FederatedTask:
   keras_model_fn: Callable[[], tf.keras.Model]
   loss_fn: Callable[[], tf.keras.losses.Loss]
   metrics_fn: Callable[[], list]
+  local_layers: Tuple[str, ...] = ()
   description: str = ""
 
   @property
@@ -50,6 +54,21 @@ class FederatedTask:
     return tff.learning.models.from_keras_model(
         self.keras_model_fn(), loss=self.loss_fn(), input_spec=self.input_spec,
         metrics=self.metrics_fn())
+
+  def reconstruction_model_fn(self) -> tff.learning.models.ReconstructionModel:
+    """The Keras model split into global layers and `local_layers`."""
+    if not self.local_layers:
+      raise ValueError(f"Task {self.name!r} has no local layers to reconstruct.")
+    model = self.keras_model_fn()
+    weighted = [layer for layer in model.layers if layer.weights]
+    missing = set(self.local_layers) - {layer.name for layer in weighted}
+    if missing:
+      raise ValueError(f"Task {self.name!r}: no layers named {sorted(missing)}.")
+    return tff.learning.models.ReconstructionModel.from_keras_model_and_layers(
+        model,
+        global_layers=[l for l in weighted if l.name not in self.local_layers],
+        local_layers=[l for l in weighted if l.name in self.local_layers],
+        input_spec=self.input_spec)
 
 
 def keras_dataset(client_data: tff.simulation.datasets.ClientData,

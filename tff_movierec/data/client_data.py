@@ -5,6 +5,7 @@ an offset table; a client's dataset is a slice of them. Nothing is rebuilt per
 round and memory does not grow with the number of rounds.
 """
 
+import collections
 from typing import Dict, Mapping
 
 import numpy as np
@@ -44,8 +45,9 @@ def make_client_data(
   def dataset_fn(cid: tf.Tensor) -> tf.data.Dataset:
     index = tf.strings.to_number(cid, tf.int64)
     start, end = offsets_tensor[index], offsets_tensor[index + 1]
-    return tf.data.Dataset.from_tensor_slices(
-        {name: tensor[start:end] for name, tensor in tensors.items()})
+    # Sorted keys: TFF serializes datasets of dicts only in sorted key order.
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        (name, tensors[name][start:end]) for name in sorted(tensors)))
 
   ids = [client_id(k) for k in range(num_clients)]
   return tff.simulation.datasets.ClientData.from_clients_and_tf_fn(ids, dataset_fn)

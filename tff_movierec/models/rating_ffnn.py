@@ -1,0 +1,123 @@
+"""The feature-fused rating network (the seed's FFNN), as a functional Keras model.
+
+Inputs (a dict; B = batch size):
+  user        int32 [B]      user index (only if the user embedding is used)
+  movie       int32 [B]      movie index
+  genres      float32 [B,18] multi-hot genres of the movie
+  gender, age, occupation  int32 [B]  encoded demographics of the user
+  user_mean   float32 [B]    the user's own (shrunk) mean rating, computed on
+                             the client from that client's training ratings
+  movie_mean, movie_log_count  float32 [B]  movie statistics released by a
+                             federated sum over clients (see movie_stats.py)
+Output: float32 [B, 1], the predicted rating.
+
+Embeddings of user, movie and demographics are concatenated with the genre and
+numeric features and passed through Dense(256) -> Dense(128) -> Dense(1) with
+ReLU and dropout; the output adds the numeric baseline `user_mean +
+movie_mean - global_mean` so that the network learns a residual.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+USER_EMBEDDING_MODES = ("local", "global", "none")
+USER_EMBEDDING_LAYER = "user_embedding"
+NUMERIC_FEATURES = ("user_mean", "movie_mean", "movie_log_count")
+CATEGORICAL_FEATURES = ("gender", "age", "occupation")
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingModelConfig:
+  """Architecture of the rating network.
+
+  Attributes:
+    user_embedding: "local" (user-ID embedding kept on the client, trained by
+      Federated Reconstruction), "global" (an ordinary weight: FedAvg sends
+      every participating user's row to the server), or "none".
+    embedding_dim: size of the user and movie embeddings.
+    hidden_units: sizes of the hidden Dense layers.
+    dropout: dropout rate after each hidden layer.
+    engineered_features: whether to use the numeric features
+      (user_mean, movie_mean, movie_log_count) and the residual baseline.
+  """
+
+  user_embedding: str = "local"
+  embedding_dim: int = 32
+  hidden_units: Tuple[int, ...] = (256, 128)
+  dropout: float = 0.2
+  engineered_features: bool = True
+
+  def __post_init__(self):
+    if self.user_embedding not in USER_EMBEDDING_MODES:
+      raise ValueError(
+          f"--user_embedding={self.user_embedding!r}: expected one of "
+          f"{USER_EMBEDDING_MODES}.")
+    if self.embedding_dim < 1:
+      raise ValueError(f"--embedding_dim={self.embedding_dim}: must be >= 1.")
+    if not self.hidden_units or min(self.hidden_units) < 1:
+      raise ValueError(f"--hidden_units={self.hidden_units}: need positive sizes.")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"--dropout={self.dropout}: must be in [0, 1).")
+
+
+def input_names(config: RatingModelConfig) -> Tuple[str, ...]:
+  names = ("movie", "genres") + CATEGORICAL_FEATURES
+  if config.user_embedding != "none":
+    names = ("user",) + names
+  if config.engineered_features:
+    names += NUMERIC_FEATURES
+  return names
+
+
+def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, int],
+                       num_genres: int, global_mean: float) -> tf.keras.Model:
+  """Returns a new functional Keras rating model (uncompiled).
+
+  Args:
+    config: the architecture.
+    vocabulary_sizes: number of values of `user`, `movie`, `gender`, `age`,
+      `occupation` (see features.vocabulary_sizes).
+    num_genres: width of the `genres` input.
+    global_mean: mean training rating, the constant of the residual baseline
+      (a public aggregate).
+  """
+  inputs = {
+      "movie": tf.keras.Input(shape=(), dtype=tf.int32, name="movie"),
+      "genres": tf.keras.Input(shape=(num_genres,), dtype=tf.float32, name="genres"),
+  }
+  for name in CATEGORICAL_FEATURES:
+    inputs[name] = tf.keras.Input(shape=(), dtype=tf.int32, name=name)
+  dim = config.embedding_dim
+  parts = [
+      tf.keras.layers.Embedding(vocabulary_sizes["movie"], dim, name="movie_embedding")(
+          inputs["movie"]),
+      inputs["genres"],
+  ]
+  for name in CATEGORICAL_FEATURES:
+    width = min(8, vocabulary_sizes[name])
+    parts.append(tf.keras.layers.Embedding(
+        vocabulary_sizes[name], width, name=f"{name}_embedding")(inputs[name]))
+  if config.user_embedding != "none":
+    inputs["user"] = tf.keras.Input(shape=(), dtype=tf.int32, name="user")
+    parts.append(tf.keras.layers.Embedding(
+        vocabulary_sizes["user"], dim, name=USER_EMBEDDING_LAYER,
+        embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01))(
+            inputs["user"]))
+  if config.engineered_features:
+    for name in NUMERIC_FEATURES:
+      inputs[name] = tf.keras.Input(shape=(), dtype=tf.float32, name=name)
+    numeric = tf.stack([inputs[name] for name in NUMERIC_FEATURES], axis=-1)
+    parts.append(numeric)
+  hidden = tf.keras.layers.Concatenate(name="fused_features")(parts)
+  for index, units in enumerate(config.hidden_units):
+    hidden = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
+    hidden = tf.keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+  output = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
+  if config.engineered_features:
+    baseline = inputs["user_mean"] + inputs["movie_mean"] - global_mean
+    output = output + tf.expand_dims(baseline, -1)
+  else:
+    output = output + global_mean
+  return tf.keras.Model(inputs=inputs, outputs=output, name="rating_ffnn")

@@ -1,0 +1,158 @@
+"""Builds the federated training and evaluation processes of a task.
+
+Two algorithms:
+  fedavg     `tff.learning.algorithms.build_weighted_fed_avg` (clients weighted
+             by example count) or `build_unweighted_fed_avg` (uniform); every
+             model weight is global and its update is sent to the server.
+  fed_recon  `tff.learning.algorithms.build_fed_recon` (Singhal et al., 2021,
+             "Federated Reconstruction"): the task's `local_layers` (the user
+             embedding) are never sent; each round a client first reconstructs
+             them from its data with the global weights frozen, then trains the
+             global weights. Evaluation reconstructs on the client's training
+             ratings and scores its held-out ratings.
+"""
+
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tasks import base
+from tff_movierec.training.optimizers import OptimizerSpec
+
+ALGORITHMS = ("fedavg", "fed_recon")
+CLIENT_WEIGHTINGS = ("num_examples", "uniform")
+HOLDOUT_KEY = "holdout"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmConfig:
+  """Federated algorithm and its optimizers.
+
+  Attributes:
+    algorithm: one of ALGORITHMS.
+    client_weighting: "num_examples" or "uniform".
+    client_optimizer: local training optimizer.
+    server_optimizer: applied to the averaged client update (Adam by default).
+    reconstruction_optimizer: trains local variables (fed_recon only).
+    reconstruction_epochs: passes over the client's data to reconstruct local
+      variables before training the global ones (fed_recon only).
+  """
+
+  algorithm: str = "fedavg"
+  client_weighting: str = "num_examples"
+  client_optimizer: OptimizerSpec = OptimizerSpec("sgd", 0.05, flag_prefix="client")
+  server_optimizer: OptimizerSpec = OptimizerSpec("adam", 1e-3, flag_prefix="server")
+  reconstruction_optimizer: OptimizerSpec = OptimizerSpec(
+      "sgd", 0.5, flag_prefix="reconstruction")
+  reconstruction_epochs: int = 1
+
+  def __post_init__(self):
+    if self.algorithm not in ALGORITHMS:
+      raise ValueError(f"--algorithm={self.algorithm!r}: expected one of {ALGORITHMS}.")
+    if self.client_weighting not in CLIENT_WEIGHTINGS:
+      raise ValueError(
+          f"--client_weighting={self.client_weighting!r}: expected one of "
+          f"{CLIENT_WEIGHTINGS}.")
+    if self.reconstruction_epochs < 1:
+      raise ValueError(
+          f"--reconstruction_epochs={self.reconstruction_epochs}: must be >= 1.")
+
+  def check_task(self, task: base.FederatedTask) -> None:
+    """Raises ValueError if the algorithm cannot train the task's model."""
+    if self.algorithm == "fed_recon" and not task.local_layers:
+      raise ValueError(
+          "--algorithm=fed_recon needs a model with client-local layers; use "
+          "--user_embedding=local (or --algorithm=fedavg).")
+    if self.algorithm == "fedavg" and task.local_layers:
+      raise ValueError(
+          f"--algorithm=fedavg would send the local layers {task.local_layers} "
+          "to the server; use --algorithm=fed_recon, or --user_embedding=global"
+          " / none.")
+
+  @property
+  def weighting(self) -> tff.learning.ClientWeighting:
+    return (tff.learning.ClientWeighting.NUM_EXAMPLES
+            if self.client_weighting == "num_examples"
+            else tff.learning.ClientWeighting.UNIFORM)
+
+
+def build_training_process(
+    task: base.FederatedTask,
+    config: AlgorithmConfig,
+    model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
+) -> tff.learning.templates.LearningProcess:
+  """Returns the learning process; `next` has type signature
+  (<state@SERVER, {(x, y)*}@CLIENTS> -> <state@SERVER, metrics@SERVER>).
+
+  Args:
+    task: the task (its `train_preprocess` must already be applied to the
+      client datasets passed to `next`).
+    config: algorithm and optimizers.
+    model_aggregator: optional aggregation factory (DP, secure, compression);
+      must be unweighted when config.client_weighting is "uniform" and
+      weighted otherwise.
+  """
+  config.check_task(task)
+  if config.algorithm == "fed_recon":
+    return tff.learning.algorithms.build_fed_recon(
+        task.reconstruction_model_fn,
+        loss_fn=task.loss_fn,
+        metrics_fn=task.metrics_fn,
+        server_optimizer_fn=config.server_optimizer.build(),
+        client_optimizer_fn=config.client_optimizer.build(),
+        reconstruction_optimizer_fn=config.reconstruction_optimizer.build(),
+        dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
+            recon_epochs=config.reconstruction_epochs),
+        client_weighting=config.weighting,
+        model_aggregator_factory=model_aggregator)
+  if config.client_weighting == "uniform":
+    return tff.learning.algorithms.build_unweighted_fed_avg(
+        task.model_fn,
+        client_optimizer_fn=config.client_optimizer.build(),
+        server_optimizer_fn=config.server_optimizer.build(),
+        model_aggregator=model_aggregator)
+  return tff.learning.algorithms.build_weighted_fed_avg(
+      task.model_fn,
+      client_optimizer_fn=config.client_optimizer.build(),
+      server_optimizer_fn=config.server_optimizer.build(),
+      model_aggregator=model_aggregator)
+
+
+def split_by_holdout(dataset: tf.data.Dataset, batch_size: int):
+  """FedRecon evaluation split: (reconstruction data, held-out data).
+
+  Evaluation client datasets hold the client's training ratings (x[HOLDOUT_KEY]
+  == 0, used to reconstruct the local user embedding) followed by its held-out
+  ratings (== 1, scored).
+  """
+  examples = dataset.unbatch()
+  recon = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 0)).batch(batch_size)
+  held_out = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 1)).batch(batch_size)
+  return recon, held_out
+
+
+def build_evaluation_process(
+    task: base.FederatedTask, config: AlgorithmConfig, batch_size: int = 1024
+) -> tff.learning.templates.LearningProcess:
+  """Returns a process whose `next(state, datasets)` evaluates global weights.
+
+  fedavg: `build_fed_eval` on clients' held-out data. fed_recon:
+  `build_fed_recon_eval`, datasets as described in `split_by_holdout`.
+  Set the weights with `process.set_model_weights(state, weights)`.
+  """
+  if config.algorithm == "fed_recon":
+    return tff.learning.algorithms.build_fed_recon_eval(
+        task.reconstruction_model_fn,
+        loss_fn=task.loss_fn,
+        metrics_fn=task.metrics_fn,
+        reconstruction_optimizer_fn=config.reconstruction_optimizer.build(),
+        dataset_split_fn=lambda ds: _repeat_recon(
+            split_by_holdout(ds, batch_size), config.reconstruction_epochs))
+  return tff.learning.algorithms.build_fed_eval(task.model_fn)
+
+
+def _repeat_recon(split, epochs):
+  recon, held_out = split
+  return recon.repeat(epochs), held_out
