@@ -1,0 +1,232 @@
+"""Centralized and federated training of the two-tower models.
+
+Both loops train on the `train_ratings` of a ranking protocol, call
+`on_round(round_num, metrics)` after every epoch (centralized) or round
+(federated) with plain-float metrics, and return the trained tfrs model (for
+federated training: holding the final global weights).
+
+Metrics passed to `on_round`: `train_loss`, `seconds`, and every
+`eval_every` rounds (and after the last) the retrieval metrics of
+`evaluation.evaluate` on `eval_split`, prefixed `"{eval_split}_"` (e.g.
+`valid_ndcg@10`); ranking models report `{eval_split}_rmse` instead.
+"""
+
+import collections
+import dataclasses
+import time
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tff_movierec.data.client_data import make_client_data
+from tff_movierec.data.features import genre_multi_hot
+from tff_movierec.data.movielens import MovieLens
+from tff_movierec.data.partitions import PartitionSpec, partition_users
+from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn
+from tff_movierec.metrics import protocols
+from tff_movierec.retrieval import evaluation, examples, federated, models, tasks, towers
+from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
+
+MODEL_KINDS = ("retrieval", "ranking")
+OnRound = Callable[[int, Dict[str, float]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimization settings shared by both loops.
+
+  Attributes:
+    rounds: epochs (centralized) or FedAvg rounds (federated).
+    batch_size: examples per batch (also the number of in-batch candidates).
+    learning_rate: Adam step (centralized) or client step (federated).
+    server_learning_rate: server Adam step (federated only).
+    client_optimizer: "sgd" or "adam" (federated only).
+    client_epochs: passes over a client's data per round (federated only).
+    eval_every: evaluate every this many rounds (and after the last); 0 = only
+      after the last.
+    eval_split: "valid" (tuning) or "test" (reporting).
+    seed: seeds weights, history sampling and shuffling.
+  """
+
+  rounds: int = 10
+  batch_size: int = 1024
+  learning_rate: float = 0.005
+  server_learning_rate: float = 0.01
+  client_optimizer: str = "adam"
+  client_epochs: int = 1
+  eval_every: int = 1
+  eval_split: str = "valid"
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.rounds < 1:
+      raise ValueError(f"--num_rounds={self.rounds}: must be >= 1.")
+    if self.batch_size < 2:
+      raise ValueError(f"--batch_size={self.batch_size}: in-batch softmax needs >= 2.")
+    if self.learning_rate <= 0 or self.server_learning_rate <= 0:
+      raise ValueError("Learning rates must be > 0.")
+    if self.client_optimizer not in ("sgd", "adam"):
+      raise ValueError(f"--client_optimizer={self.client_optimizer!r}: 'sgd' or 'adam'.")
+    if self.client_epochs < 1:
+      raise ValueError(f"--client_epochs={self.client_epochs}: must be >= 1.")
+    if self.eval_every < 0:
+      raise ValueError(f"--eval_every={self.eval_every}: must be >= 0.")
+    if self.eval_split not in ("valid", "test"):
+      raise ValueError(f"--eval_split={self.eval_split!r}: 'valid' or 'test'.")
+
+
+def build_model(kind: str, data: MovieLens, train_ratings: pd.DataFrame,
+                tower_config: TowerConfig, task_config: RetrievalTaskConfig,
+                with_metrics: bool = True) -> models.TwoTowerEmbeddings:
+  """A fresh retrieval or ranking tfrs model with functional towers."""
+  query_tower = towers.build_query_tower(tower_config, data.num_users, data.num_movies)
+  candidate_tower = towers.build_candidate_tower(tower_config, genre_multi_hot(data))
+  if kind == "retrieval":
+    return models.RetrievalModel(
+        query_tower, candidate_tower, tasks.retrieval_task(task_config), task_config,
+        examples.movie_frequency(train_ratings, data.num_movies))
+  if kind == "ranking":
+    return models.RankingModel(
+        query_tower, candidate_tower, towers.build_rating_head(tower_config.embedding_dim),
+        tasks.ranking_task(with_metrics))
+  raise ValueError(f"model kind {kind!r}: expected one of {MODEL_KINDS}.")
+
+
+def to_batch(tower_config: TowerConfig):
+  """Batched example dict -> `OrderedDict(x=features, y=rating)`.
+
+  The user index is kept only when the query tower embeds it.
+  """
+  names = [n for n in examples.QUERY_FEATURES if n != "user" or tower_config.use_user_id]
+
+  def convert(batch):
+    features = collections.OrderedDict((n, batch[n]) for n in names + ["movie"])
+    return collections.OrderedDict(x=features, y=batch["rating"])
+
+  return convert
+
+
+def _example_arrays(data, ratings, tower_config, seed):
+  return examples.training_examples(ratings, data.users, tower_config.history_length, seed)
+
+
+def _evaluate(kind, model, data, protocol, split) -> Dict[str, float]:
+  if kind == "retrieval":
+    result = evaluation.evaluate(model, protocol, data.users, split)
+  else:
+    result = {"rmse": ranking_rmse(model, data, protocol, split)}
+  return {f"{split}_{name}": float(value) for name, value in result.items()}
+
+
+def ranking_rmse(model: models.RankingModel, data: MovieLens,
+                 protocol: protocols.RankingProtocol, split: str) -> float:
+  """RMSE of predicted ratings on the held-out ratings of `split`."""
+  held_out = protocol.test_ratings if split == "test" else protocol.valid_ratings
+  history = evaluation.known_interactions(protocol, split)
+  queries = examples.user_queries(history, data.users, held_out["user"].to_numpy())
+  queries["movie"] = held_out["movie"].to_numpy(np.int32)
+  predictions = np.concatenate([
+      model({k: v[i:i + 4096] for k, v in queries.items()}).numpy()
+      for i in range(0, len(held_out), 4096)])
+  return float(np.sqrt(np.mean((predictions - held_out["rating"].to_numpy()) ** 2)))
+
+
+def _should_evaluate(round_num, config):
+  last = round_num == config.rounds
+  return last or (config.eval_every > 0 and round_num % config.eval_every == 0)
+
+
+def train_centralized(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
+                      tower_config: TowerConfig, task_config: RetrievalTaskConfig,
+                      config: TrainConfig, on_round: Optional[OnRound] = None
+                      ) -> models.TwoTowerEmbeddings:
+  """Keras `fit` of a tfrs model, one epoch per round; histories resampled per epoch."""
+  tf.keras.utils.set_random_seed(config.seed)
+  model = build_model(kind, data, protocol.train_ratings, tower_config, task_config)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  convert = to_batch(tower_config)
+  for round_num in range(1, config.rounds + 1):
+    start = time.time()
+    arrays = _example_arrays(data, protocol.train_ratings, tower_config,
+                             config.seed * 1000 + round_num)
+    dataset = (tf.data.Dataset.from_tensor_slices(arrays)
+               .shuffle(len(arrays["movie"]), seed=config.seed + round_num)
+               .batch(config.batch_size).map(convert))
+    history = model.fit(dataset, epochs=1, verbose=0)
+    metrics = {"train_loss": float(history.history["loss"][0])}
+    if _should_evaluate(round_num, config):
+      metrics.update(_evaluate(kind, model, data, protocol, config.eval_split))
+    metrics["seconds"] = time.time() - start
+    if on_round:
+      on_round(round_num, metrics)
+  return model
+
+
+def federated_client_data(data: MovieLens, protocol: protocols.RankingProtocol,
+                          tower_config: TowerConfig, partition: PartitionSpec,
+                          seed: int = 0) -> tff.simulation.datasets.ClientData:
+  """Training examples of `protocol`, one client per partition cell.
+
+  A user's history feature is built from that user's own ratings only, so it
+  lives on the user's client.
+  """
+  user_to_client = partition_users(partition, protocol.train_ratings, data.users,
+                                   genre_multi_hot(data))
+  arrays = _example_arrays(data, protocol.train_ratings, tower_config, seed)
+  num_clients = int(user_to_client.max()) + 1
+  return make_client_data(arrays, user_to_client[arrays["user"]], num_clients)
+
+
+def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
+                    tower_config: TowerConfig, task_config: RetrievalTaskConfig,
+                    config: TrainConfig, partition: PartitionSpec,
+                    clients_per_round: Optional[int] = None,
+                    on_round: Optional[OnRound] = None) -> models.TwoTowerEmbeddings:
+  """FedAvg (`build_weighted_fed_avg`, server Adam) of a `TfrsVariableModel`.
+
+  Args:
+    partition: how users are grouped into clients (e.g. dirichlet, 10).
+    clients_per_round: clients sampled per round (default: all).
+
+  Returns:
+    A tfrs model holding the final global weights (evaluated on the server).
+  """
+  tf.keras.utils.set_random_seed(config.seed)
+  client_data = federated_client_data(data, protocol, tower_config, partition, config.seed)
+  preprocess = build_preprocess_fn(
+      ClientSpec(num_epochs=config.client_epochs, batch_size=config.batch_size),
+      to_batch(tower_config), seed=config.seed)
+  client_ids = [c for c in client_data.client_ids
+                if len(client_data.create_tf_dataset_for_client(c)) > 0]
+  input_spec = preprocess(client_data.create_tf_dataset_for_client(client_ids[0])).element_spec
+
+  def model_fn():
+    return federated.TfrsVariableModel(
+        build_model(kind, data, protocol.train_ratings, tower_config, task_config,
+                    with_metrics=False), input_spec)
+
+  process = federated.build_fed_avg(model_fn, config.learning_rate,
+                                    config.server_learning_rate, config.client_optimizer)
+  server_model = model_fn()
+  state = process.initialize()
+  rng = np.random.default_rng(config.seed)
+  for round_num in range(1, config.rounds + 1):
+    start = time.time()
+    sampled = (client_ids if clients_per_round is None
+               else list(rng.choice(client_ids, clients_per_round, replace=False)))
+    output = process.next(state, [
+        preprocess(client_data.create_tf_dataset_for_client(c)) for c in sampled])
+    state = output.state
+    metrics = {"train_loss": float(output.metrics["client_work"]["train"]["loss"])}
+    if _should_evaluate(round_num, config):
+      process.get_model_weights(state).assign_weights_to(server_model)
+      metrics.update(_evaluate(kind, server_model.tfrs_model, data, protocol,
+                               config.eval_split))
+    metrics["seconds"] = time.time() - start
+    if on_round:
+      on_round(round_num, metrics)
+  process.get_model_weights(state).assign_weights_to(server_model)
+  return server_model.tfrs_model
