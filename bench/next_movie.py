@@ -43,8 +43,8 @@ def parse_args(argv):
   data.add_argument("--num_clients", type=int, default=10)
   data.add_argument("--partition", default="dirichlet", choices=partitions.SCHEMES)
   model = parser.add_argument_group("model")
-  model.add_argument("--user_embedding", action=argparse.BooleanOptionalAction,
-                     default=movielens_next_movie.NextMovieModelConfig.use_user_embedding)
+  model.add_argument("--user_embedding", choices=movielens_next_movie.USER_EMBEDDING_MODES,
+                     default=movielens_next_movie.NextMovieModelConfig.user_embedding)
   model.add_argument("--embedding_dim", type=int, default=32)
   model.add_argument("--hidden_units", type=int, default=256)
   model.add_argument("--dropout", type=float, default=0.2)
@@ -54,7 +54,9 @@ def parse_args(argv):
   training.add_argument("--client_epochs", type=int, default=1)
   training.add_argument("--client_optimizer", default="adam", choices=("adam", "sgdm"))
   training.add_argument("--client_lr", type=float, default=1e-3)
-  training.add_argument("--server_lr", type=float, default=1e-3)
+  training.add_argument("--server_lr", type=float, default=1e-2)
+  training.add_argument("--server_epsilon", type=float, default=1e-3,
+                        help="Adam epsilon of the server (adaptivity floor)")
   training.add_argument("--centralized_epochs", type=int, default=5)
   training.add_argument("--centralized_lr", type=float, default=1e-3)
   training.add_argument("--skip_federated", action="store_true")
@@ -73,7 +75,7 @@ def load_average() -> str:
 def build_task(args):
   config = movielens_next_movie.NextMovieModelConfig(
       movie_embedding_dim=args.embedding_dim, user_embedding_dim=args.embedding_dim,
-      use_user_embedding=args.user_embedding, hidden_units=args.hidden_units,
+      user_embedding=args.user_embedding, hidden_units=args.hidden_units,
       dropout=args.dropout)
   return movielens_next_movie.create_next_movie_task(
       args.data_dir, args.ratings_path,
@@ -103,7 +105,7 @@ def run_federated(task, args):
       else optimizers.build_sgdm(args.client_lr, momentum=0.9))
   process = tff.learning.algorithms.build_weighted_fed_avg(
       task.model_fn, client_optimizer_fn=client_optimizer,
-      server_optimizer_fn=optimizers.build_adam(args.server_lr))
+      server_optimizer_fn=optimizers.build_adam(args.server_lr, epsilon=args.server_epsilon))
   # Keras models made before TFF builds its graphs become unusable: make the
   # evaluation model after `build_weighted_fed_avg`.
   keras_model = task.keras_model_fn()

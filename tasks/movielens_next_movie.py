@@ -12,10 +12,11 @@ model reports (`hr_at_10`, `ndcg_at_10`) rank against every movie;
 the user already rated (they can never be the target).
 
 What the server receives under FedAvg: the whole model each round, i.e. the
-movie embeddings, the dense layers and, with `use_user_embedding=True`, the
+movie embeddings, the dense layers and, with `user_embedding="global"`, the
 user-embedding table [U, d] in which every user's row is trained only by the
 client holding that user, so every user's learned vector is sent to the
-server. Without it no per-user parameter exists.
+server. With `user_embedding="none"` (the default) no per-user parameter
+exists: a user is represented only by their recent movies.
 """
 
 import collections
@@ -40,6 +41,7 @@ from tff_movierec.metrics import ranking
 
 TASK_NAME = "movielens_next_movie"
 TOP_K = 10
+USER_EMBEDDING_MODES = ("none", "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +51,10 @@ class NextMovieModelConfig:
   Attributes:
     history_length: L, previous movies per example.
     movie_embedding_dim: size of each history movie's embedding.
-    use_user_embedding: also embed the user id (a [U, d] table in the global
-      model, so every user's vector reaches the server under FedAvg).
+    user_embedding: "none", or "global": also embed the user id (a [U, d]
+      table in the global model, so every user's vector reaches the server
+      under FedAvg). ("local", kept on clients by Federated Reconstruction as
+      in the rating task, is not supported for this task.)
     user_embedding_dim: size of the user embedding, if used.
     hidden_units: width of the hidden Dense layer.
     dropout: dropout rate after the hidden layer, in [0, 1).
@@ -58,7 +62,7 @@ class NextMovieModelConfig:
 
   history_length: int = sequences.HISTORY_LENGTH
   movie_embedding_dim: int = 32
-  use_user_embedding: bool = False
+  user_embedding: str = "none"
   user_embedding_dim: int = 32
   hidden_units: int = 256
   dropout: float = 0.2
@@ -70,6 +74,14 @@ class NextMovieModelConfig:
         raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout={self.dropout}: must be in [0, 1).")
+    if self.user_embedding not in USER_EMBEDDING_MODES:
+      raise ValueError(
+          f"--user_embedding={self.user_embedding!r}: the next-movie task "
+          f"supports {USER_EMBEDDING_MODES}.")
+
+  @property
+  def uses_user(self) -> bool:
+    return self.user_embedding != "none"
 
 
 def build_next_movie_model(num_users: int, num_movies: int,
@@ -77,7 +89,7 @@ def build_next_movie_model(num_users: int, num_movies: int,
   """A functional Keras model of the next movie.
 
   Inputs: `history` int32 [B, L] (movie indices, `num_movies` = padding) and,
-  with `config.use_user_embedding`, `user` int32 [B]. Output: float32 logits
+  unless `config.user_embedding` is "none", `user` int32 [B]. Output: float32 logits
   [B, num_movies].
   """
   history = tf.keras.Input(shape=(config.history_length,), dtype=tf.int32, name="history")
@@ -85,7 +97,7 @@ def build_next_movie_model(num_users: int, num_movies: int,
   movie_vectors = tf.keras.layers.Embedding(
       num_movies + 1, config.movie_embedding_dim, name="movie_embedding")(history)
   parts = [tf.keras.layers.Flatten(name="history_vectors")(movie_vectors)]
-  if config.use_user_embedding:
+  if config.uses_user:
     user = tf.keras.Input(shape=(), dtype=tf.int32, name="user")
     inputs["user"] = user
     parts.append(tf.keras.layers.Embedding(
@@ -165,16 +177,7 @@ class NextMovieTask(base.FederatedTask):
   def __post_init__(self):
     if self.split is None:
       raise ValueError("NextMovieTask needs its split.")
-
-  @property
-  def input_spec(self):
-    # `model_fn` runs while TFF traces a graph, where the ClientData's eager
-    # tensors cannot be captured: preprocess a placeholder-free dataset of the
-    # same element structure instead of a real client dataset.
-    zeros = tf.nest.map_structure(
-        lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype),
-        self.train_data.element_type_structure)
-    return self.eval_preprocess(tf.data.Dataset.from_tensors(zeros)).element_spec
+    super().__post_init__()
 
 
 def _model_inputs(batch: Dict[str, tf.Tensor], use_user: bool):
@@ -222,7 +225,7 @@ def create_next_movie_task_from_data(
     return client_data.make_client_data(
         examples.features(), user_to_client[examples.user], num_clients)
 
-  use_user = model_config.use_user_embedding
+  use_user = model_config.uses_user
 
   def batch_map_fn(batch):
     return _model_inputs(batch, use_user), batch["target"]

@@ -114,9 +114,10 @@ def test_missing_timestamps_is_a_clear_error(tmp_path):
     movielens_next_movie.create_next_movie_task_from_data(data)
 
 
-@pytest.mark.parametrize("use_user", [False, True])
-def test_model_outputs_logits_over_all_movies(use_user):
-  config = movielens_next_movie.NextMovieModelConfig(use_user_embedding=use_user)
+@pytest.mark.parametrize("user_embedding", ["none", "global"])
+def test_model_outputs_logits_over_all_movies(user_embedding):
+  use_user = user_embedding == "global"
+  config = movielens_next_movie.NextMovieModelConfig(user_embedding=user_embedding)
   model = movielens_next_movie.build_next_movie_model(7, NUM_MOVIES, config)
   x = {"history": tf.constant([[PAD, PAD, 1, 2], [3, 4, 5, 6], [PAD] * 4])}
   if use_user:
@@ -131,6 +132,8 @@ def test_model_config_validation():
     movielens_next_movie.NextMovieModelConfig(dropout=1.0)
   with pytest.raises(ValueError, match="history_length"):
     movielens_next_movie.NextMovieModelConfig(history_length=0)
+  with pytest.raises(ValueError, match="user_embedding='local'"):
+    movielens_next_movie.NextMovieModelConfig(user_embedding="local")
 
 
 def test_keras_rank_metrics_break_ties_by_index():
@@ -195,6 +198,15 @@ def test_model_fn_builds_a_tff_model(task):
   assert sorted(x_spec) == ["history"]
   assert x_spec["history"].shape.as_list() == [None, sequences.HISTORY_LENGTH]
   assert y_spec.shape.as_list() == [None]
+
+
+def test_global_user_embedding_is_a_model_input(synthetic_data):
+  config = movielens_next_movie.NextMovieModelConfig(user_embedding="global")
+  task = movielens_next_movie.create_next_movie_task_from_data(
+      synthetic_data, model_config=config)
+  x_spec, _ = task.model_fn().input_spec
+  assert sorted(x_spec) == ["history", "user"]
+  assert "user_embedding" in [v.name.split("/")[0] for v in task.model_fn().trainable_variables]
 
 
 def test_fed_avg_rounds_lower_the_loss(task, fed_avg):
