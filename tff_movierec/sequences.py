@@ -1,4 +1,4 @@
-"""Next-movie examples from time-ordered ratings, and their ranking metrics.
+"""Next-movie examples from time-ordered ratings, split leave-last-out by time.
 
 Each user's ratings are put in time order (timestamp, then file order for
 ties). An example asks: given the user and the movies they rated just before
@@ -8,8 +8,11 @@ position p, which movie comes at p? Its `history` holds the previous
 
 Evaluation is leave-one-out by time: each user's last movie is the test target
 and only earlier movies are trained on, so no history item or training target
-ever comes after a test target of the same user. For tuning, the last movie is
-dropped altogether and the second-to-last becomes the target.
+ever comes after a test target of the same user. (Other users' ratings are
+not cut at that time: as in the usual leave-one-out protocol, a training
+example of one user may be later than another user's test target.) For
+tuning, the last movie is dropped altogether and the second-to-last becomes
+the target.
 """
 
 import dataclasses
