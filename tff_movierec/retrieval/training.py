@@ -110,6 +110,9 @@ def to_batch(tower_config: TowerConfig):
 
 
 def _example_arrays(data, ratings, tower_config, seed):
+  if ratings.empty:
+    raise ValueError("The protocol's training split is empty (too little data for "
+                     "its filtering, e.g. the 10-core of recbole_ml1m).")
   return examples.training_examples(ratings, data.users, tower_config.history_length, seed)
 
 

@@ -1,0 +1,198 @@
+"""Tests of the TFRS two-tower models, their TFF wrapping and their export."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tff_movierec.data.movielens import load_movielens
+from tff_movierec.data.partitions import PartitionSpec
+from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.metrics import protocols
+from tff_movierec.retrieval import evaluation, examples, export, federated, training, towers
+from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
+
+TOWERS = TowerConfig(embedding_dim=8, history_length=6)
+TASK = RetrievalTaskConfig(logq_correction=True)
+TRAIN = training.TrainConfig(rounds=2, batch_size=32, learning_rate=0.02,
+                             server_learning_rate=0.02)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("synthetic"))
+  return load_movielens(write_synthetic_movielens(directory, num_users=45, num_movies=50,
+                                                  ratings_per_user=20))
+
+
+@pytest.fixture(scope="module")
+def protocol(data):
+  return protocols.build("recbole_ml1m", data.ratings, data.num_users, data.num_movies)
+
+
+@pytest.fixture(scope="module")
+def centralized(data, protocol):
+  rounds = []
+  model = training.train_centralized(
+      "retrieval", data, protocol, TOWERS, TASK, TRAIN,
+      on_round=lambda r, m: rounds.append((r, m)))
+  return model, rounds
+
+
+@pytest.fixture(scope="module")
+def federated_run(data, protocol):
+  rounds = []
+  model = training.train_federated(
+      "retrieval", data, protocol, TOWERS, TASK, TRAIN, PartitionSpec("dirichlet", 3),
+      on_round=lambda r, m: rounds.append((r, m)))
+  return model, rounds
+
+
+def test_training_history_holds_the_users_other_movies_only(protocol, data):
+  train = protocol.train_ratings
+  arrays = examples.training_examples(train, data.users, history_length=6, seed=1)
+  movies_of = train.groupby("user")["movie"].apply(set)
+  for row in range(len(arrays["movie"])):
+    user, movie = arrays["user"][row], arrays["movie"][row]
+    history = arrays["history"][row]
+    own = movies_of[user] - {movie}
+    assert movie not in history  # no label leak (each user rates a movie once)
+    assert set(history[history >= 0]) <= own
+    if len(own) <= 6:
+      assert sorted(history[history >= 0]) == sorted(own)
+    assert arrays["gender"][row] == data.users["gender"].iloc[user]
+
+
+def test_user_queries_hold_all_known_movies(protocol, data):
+  queries = examples.user_queries(protocol.train_ratings, data.users, np.array([3, 0]))
+  for row, user in enumerate([3, 0]):
+    expected = set(protocol.train_ratings.loc[protocol.train_ratings["user"] == user, "movie"])
+    history = queries["history"][row]
+    assert set(history[history >= 0]) == expected
+    assert (history >= 0).sum() == len(expected)
+
+
+def test_masked_mean_embedding_ignores_padding():
+  layer = towers.MaskedMeanEmbedding(5, 3)
+  result = layer(tf.constant([[1, 2, -1], [-1, -1, -1]])).numpy()
+  table = layer.embedding.embeddings.numpy()
+  np.testing.assert_allclose(result[0], (table[1] + table[2]) / 2, rtol=1e-6)
+  np.testing.assert_allclose(result[1], np.zeros(3))
+
+
+def test_retrieval_loss_is_the_in_batch_softmax(data, protocol):
+  config = RetrievalTaskConfig(logq_correction=False, remove_accidental_hits=False)
+  model = training.build_model("retrieval", data, protocol.train_ratings, TOWERS, config)
+  arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
+  _, first = np.unique(arrays["movie"], return_index=True)
+  rows = first[:8]  # distinct movies
+  batch = training.to_batch(TOWERS)({k: tf.constant(v[rows]) for k, v in arrays.items()})
+  scores = (model.query_embeddings(batch["x"]).numpy()
+            @ model.candidate_embeddings(batch["x"]).numpy().T)
+  log_softmax = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+  expected = -np.mean(np.diag(log_softmax))
+  np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-5)
+
+
+def _whole_train_batch(protocol, data):
+  arrays = examples.training_examples(protocol.train_ratings, data.users, 6, seed=5)
+  return training.to_batch(TOWERS)({k: tf.constant(v) for k, v in arrays.items()})
+
+
+def test_centralized_training_lowers_loss_and_reports_metrics(centralized, data, protocol):
+  model, rounds = centralized
+  assert [r for r, _ in rounds] == [1, 2]
+  batch = _whole_train_batch(protocol, data)
+  untrained = training.build_model("retrieval", data, protocol.train_ratings, TOWERS, TASK)
+  assert model.compute_loss(batch).numpy() < untrained.compute_loss(batch).numpy()
+  metrics = rounds[-1][1]
+  for name in ("valid_recall@10", "valid_ndcg@10", "valid_hr@10"):
+    assert 0.0 <= metrics[name] <= 1.0
+  assert metrics["valid_num_users"] > 0
+
+
+def test_variable_model_forward_pass_is_the_tfrs_loss(data, protocol):
+  model = training.build_model("retrieval", data, protocol.train_ratings, TOWERS, TASK,
+                               with_metrics=False)
+  arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
+  batch = training.to_batch(TOWERS)({k: tf.constant(v[:16]) for k, v in arrays.items()})
+  wrapped = federated.TfrsVariableModel(model, None)
+  output = wrapped.forward_pass(batch)
+  np.testing.assert_allclose(output.loss.numpy(), model.compute_loss(batch).numpy(), rtol=1e-6)
+  assert int(output.num_examples) == 16
+  assert wrapped.trainable_variables == model.trainable_variables
+  reported = wrapped.report_local_unfinalized_metrics()
+  finalized = wrapped.metric_finalizers()["loss"](reported["loss"]).numpy()
+  np.testing.assert_allclose(finalized, output.loss.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("use_user_id", [False, True])
+def test_only_the_user_id_variant_ships_per_user_rows(data, protocol, use_user_id):
+  tower_config = TowerConfig(embedding_dim=8, history_length=6, use_user_id=use_user_id)
+  model = training.build_model("retrieval", data, protocol.train_ratings, tower_config, TASK)
+  per_user = [v.name for v in model.trainable_variables if v.shape[0] == data.num_users]
+  assert bool(per_user) == use_user_id
+
+
+def test_federated_training_updates_the_global_towers(federated_run, data, protocol):
+  model, rounds = federated_run
+  assert len(rounds) == 2 and all(np.isfinite(m["train_loss"]) for _, m in rounds)
+  assert 0.0 <= rounds[-1][1]["valid_ndcg@10"] <= 1.0
+  untrained = training.build_model("retrieval", data, protocol.train_ratings, TOWERS, TASK)
+  batch = _whole_train_batch(protocol, data)
+  assert model.compute_loss(batch).numpy() < untrained.compute_loss(batch).numpy()
+  assert not np.allclose(evaluation.candidate_matrix(model, data.num_movies),
+                         evaluation.candidate_matrix(untrained, data.num_movies))
+  assert not any("top_k" in v.name or "identifiers" in v.name for v in model.variables)
+
+
+def test_federated_ranking_model_trains(data, protocol):
+  rounds = []
+  training.train_federated(
+      "ranking", data, protocol, TOWERS, TASK,
+      training.TrainConfig(rounds=1, batch_size=32, learning_rate=0.05),
+      PartitionSpec("dirichlet", 3), on_round=lambda r, m: rounds.append(m))
+  assert np.isfinite(rounds[0]["valid_rmse"])
+
+
+_LOAD_EXPORT = """
+import json, sys
+import tensorflow as tf
+model_dir, history = sys.argv[1], json.loads(sys.argv[2])
+index = tf.saved_model.load(model_dir + "/index")
+candidates = tf.saved_model.load(model_dir + "/candidate_tower")
+features = {"history": tf.constant([history], tf.int32)}
+for name in ("gender", "age", "occupation"):
+  features[name] = tf.constant([0], tf.int32)
+scores, movies = index.top_k(features, tf.constant(5, tf.int32))
+vectors = candidates.embed({"movie": tf.constant([0, 1], tf.int32)})
+print(json.dumps({"scores": scores.numpy()[0].tolist(), "movies": movies.numpy()[0].tolist(),
+                  "dim": int(vectors.shape[1])}))
+"""
+
+
+def test_export_loads_in_a_fresh_process_and_matches(centralized, data, tmp_path):
+  model, _ = centralized
+  export.export_model(model, data, str(tmp_path), min_history_rating=3.0)
+  with open(tmp_path / "vocabulary.json", encoding="utf-8") as f:
+    vocabulary = json.load(f)
+  assert len(vocabulary["movies"]) == data.num_movies
+  assert vocabulary["movies"][0]["title"] == data.movies["title"].iloc[0]
+  history = [1, 4, 9]
+  result = subprocess.run(
+      [sys.executable, "-c", _LOAD_EXPORT, str(tmp_path), json.dumps(history)],
+      capture_output=True, text=True, timeout=300, check=True,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  loaded = json.loads(result.stdout.strip().splitlines()[-1])
+  features = {"history": np.array([history], np.int32), "gender": np.array([0], np.int32),
+              "age": np.array([0], np.int32), "occupation": np.array([0], np.int32)}
+  scores = (model.query_embeddings(features).numpy()
+            @ evaluation.candidate_matrix(model, data.num_movies).T)[0]
+  expected = np.argsort(-scores, kind="stable")[:5]
+  assert loaded["movies"] == expected.tolist()
+  np.testing.assert_allclose(loaded["scores"], scores[expected], rtol=1e-4)
+  assert loaded["dim"] == TOWERS.embedding_dim
