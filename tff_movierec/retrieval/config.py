@@ -1,6 +1,7 @@
 """Configuration of the two-tower models (validated on construction)."""
 
 import dataclasses
+from typing import Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +18,8 @@ class TowerConfig:
     history_length: L, history movies per training example (a random sample
       of the user's other training movies; evaluation uses all of them).
     demographic_dim: embedding size of each demographic feature.
+    hidden_units: sizes of ReLU layers between the joined query features and
+      the final linear projection to D (empty = linear).
   """
 
   embedding_dim: int = 64
@@ -26,6 +29,7 @@ class TowerConfig:
   use_genres: bool = True
   history_length: int = 50
   demographic_dim: int = 8
+  hidden_units: Tuple[int, ...] = ()
 
   def __post_init__(self):
     if self.embedding_dim < 1:
@@ -37,6 +41,8 @@ class TowerConfig:
       raise ValueError(f"--history_length={self.history_length}: must be >= 1.")
     if self.demographic_dim < 1:
       raise ValueError(f"demographic_dim={self.demographic_dim}: must be >= 1.")
+    if any(units < 1 for units in self.hidden_units):
+      raise ValueError(f"--hidden_units={self.hidden_units}: sizes must be >= 1.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,8 +78,10 @@ def build_query_tower(config: TowerConfig, num_users: int, num_movies: int) -> t
   if config.use_history:
     parts.append(MaskedMeanEmbedding(
         num_movies, config.embedding_dim, name="history_embedding")(inputs["history"]))
-  joined = parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate()(parts)
-  output = tf.keras.layers.Dense(config.embedding_dim, name="query_projection")(joined)
+  hidden = parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate()(parts)
+  for layer, units in enumerate(config.hidden_units):
+    hidden = tf.keras.layers.Dense(units, activation="relu", name=f"query_hidden_{layer}")(hidden)
+  output = tf.keras.layers.Dense(config.embedding_dim, name="query_projection")(hidden)
   return tf.keras.Model(inputs, output, name="query_tower")
 
 

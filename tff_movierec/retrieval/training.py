@@ -17,10 +17,10 @@ import time
 from typing import Callable, Dict, Optional
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_movierec import movie_stats
 from tff_movierec.data.client_data import make_client_data
 from tff_movierec.data.features import genre_multi_hot
 from tff_movierec.data.movielens import MovieLens
@@ -78,16 +78,21 @@ class TrainConfig:
       raise ValueError(f"--eval_split={self.eval_split!r}: 'valid' or 'test'.")
 
 
-def build_model(kind: str, data: MovieLens, train_ratings: pd.DataFrame,
+def build_model(kind: str, data: MovieLens, movie_frequency: np.ndarray,
                 tower_config: TowerConfig, task_config: RetrievalTaskConfig,
                 with_metrics: bool = True) -> models.TwoTowerEmbeddings:
-  """A fresh retrieval or ranking tfrs model with functional towers."""
+  """A fresh retrieval or ranking tfrs model with functional towers.
+
+  Args:
+    movie_frequency: float32 [M], share of training interactions per movie
+      (the logQ correction of the retrieval loss; see `movie_frequency`).
+  """
   query_tower = towers.build_query_tower(tower_config, data.num_users, data.num_movies)
   candidate_tower = towers.build_candidate_tower(tower_config, genre_multi_hot(data))
   if kind == "retrieval":
     return models.RetrievalModel(
         query_tower, candidate_tower, tasks.retrieval_task(task_config), task_config,
-        examples.movie_frequency(train_ratings, data.num_movies))
+        movie_frequency)
   if kind == "ranking":
     return models.RankingModel(
         query_tower, candidate_tower, towers.build_rating_head(tower_config.embedding_dim),
@@ -148,7 +153,8 @@ def train_centralized(kind: str, data: MovieLens, protocol: protocols.RankingPro
                       ) -> models.TwoTowerEmbeddings:
   """Keras `fit` of a tfrs model, one epoch per round; histories resampled per epoch."""
   tf.keras.utils.set_random_seed(config.seed)
-  model = build_model(kind, data, protocol.train_ratings, tower_config, task_config)
+  frequency = examples.movie_frequency(protocol.train_ratings, data.num_movies)
+  model = build_model(kind, data, frequency, tower_config, task_config)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   convert = to_batch(tower_config)
   for round_num in range(1, config.rounds + 1):
@@ -183,6 +189,17 @@ def federated_client_data(data: MovieLens, protocol: protocols.RankingProtocol,
   return make_client_data(arrays, user_to_client[arrays["user"]], num_clients)
 
 
+def federated_movie_frequency(client_data: tff.simulation.datasets.ClientData,
+                              num_movies: int) -> np.ndarray:
+  """float32 [M] interaction shares per movie, from a federated sum of client counts.
+
+  Only the summed per-movie counts reach the server (`movie_stats`), never a
+  user's interactions; they set the logQ correction of the retrieval loss.
+  """
+  counts = movie_stats.federated_movie_stats(client_data, num_movies).counts
+  return (counts / max(counts.sum(), 1.0)).astype(np.float32)
+
+
 def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
                     tower_config: TowerConfig, task_config: RetrievalTaskConfig,
                     config: TrainConfig, partition: PartitionSpec,
@@ -205,11 +222,12 @@ def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProto
   client_ids = [c for c in client_data.client_ids
                 if len(client_data.create_tf_dataset_for_client(c)) > 0]
   input_spec = preprocess(client_data.create_tf_dataset_for_client(client_ids[0])).element_spec
+  frequency = federated_movie_frequency(client_data, data.num_movies)
 
   def model_fn():
     return federated.TfrsVariableModel(
-        build_model(kind, data, protocol.train_ratings, tower_config, task_config,
-                    with_metrics=False), input_spec)
+        build_model(kind, data, frequency, tower_config, task_config, with_metrics=False),
+        input_spec)
 
   process = federated.build_fed_avg(model_fn, config.learning_rate,
                                     config.server_learning_rate, config.client_optimizer)

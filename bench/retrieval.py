@@ -1,0 +1,182 @@
+"""Benchmark of TFRS two-tower retrieval: centralized vs federated (FedAvg).
+
+Trains on the train split of a ranking protocol (default `recbole_ml1m`),
+reports validation metrics per epoch/round, and full-ranking Recall/NDCG/HR@10
+of the final weights on the test split; writes `retrieval.csv` and
+`retrieval.md` (with date, machine, load average and the command) under
+--output_dir, and optionally exports each model for
+`python -m tff_movierec.recommend`.
+
+  /work/main/.venv/bin/python bench/retrieval.py --data_dir=/work/shared/data/ml-1m
+
+`--synthetic` runs on small generated data (a smoke run).
+"""
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tff_movierec import tff_runtime  # noqa: E402
+from tff_movierec.data.movielens import load_movielens  # noqa: E402
+from tff_movierec.data.partitions import SCHEMES, PartitionSpec  # noqa: E402
+from tff_movierec.data.synthetic import write_synthetic_movielens  # noqa: E402
+from tff_movierec.metrics import protocols  # noqa: E402
+from tff_movierec.retrieval import evaluation, export, training  # noqa: E402
+from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig  # noqa: E402
+
+MODES = ("centralized", "federated")
+COLUMNS = ("mode", "query_features", "protocol", "rounds", "test_recall@10",
+           "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "wall_seconds")
+# Interaction threshold of each protocol: ratings >= this form the history.
+MIN_HISTORY_RATING = {"recbole_ml1m": 3.0, "holdout": 1.0}
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data_dir", default="/work/shared/data/ml-1m")
+  parser.add_argument("--synthetic", action="store_true", help="small generated data")
+  parser.add_argument("--protocol", default="recbole_ml1m", choices=tuple(MIN_HISTORY_RATING))
+  parser.add_argument("--modes", default="centralized,federated")
+  parser.add_argument("--output_dir", default="output/retrieval")
+  parser.add_argument("--export_dir", default=None,
+                      help="export each mode's model to EXPORT_DIR/<mode> (for recommend)")
+  model = parser.add_argument_group("model")
+  model.add_argument("--embedding_dim", type=int, default=64)
+  model.add_argument("--hidden_units", default="", help="comma-separated ReLU layer sizes")
+  model.add_argument("--history_length", type=int, default=50)
+  model.add_argument("--centralized_user_id", action="store_true",
+                     help="centralized query tower also embeds the user id")
+  model.add_argument("--no_normalize", action="store_true")
+  model.add_argument("--temperature", type=float, default=0.1)
+  model.add_argument("--no_logq", action="store_true")
+  train = parser.add_argument_group("training")
+  train.add_argument("--epochs", type=int, default=4, help="centralized epochs")
+  train.add_argument("--batch_size", type=int, default=1024)
+  train.add_argument("--learning_rate", type=float, default=0.005, help="centralized Adam")
+  train.add_argument("--rounds", type=int, default=10, help="federated rounds")
+  train.add_argument("--num_clients", type=int, default=10)
+  train.add_argument("--partition", default="dirichlet", choices=SCHEMES)
+  train.add_argument("--client_optimizer", default="adam", choices=("adam", "sgd"))
+  train.add_argument("--client_learning_rate", type=float, default=0.005)
+  train.add_argument("--server_learning_rate", type=float, default=0.01)
+  train.add_argument("--client_epochs", type=int, default=1)
+  train.add_argument("--eval_every", type=int, default=1)
+  train.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  unknown = set(args.modes.split(",")) - set(MODES)
+  if unknown:
+    parser.error(f"--modes: unknown {sorted(unknown)}; expected a subset of {MODES}.")
+  return args
+
+
+def _describe(tower_config: TowerConfig) -> str:
+  parts = [name for name, used in (("user id", tower_config.use_user_id),
+                                   ("demographics", tower_config.use_demographics),
+                                   ("history", tower_config.use_history)) if used]
+  return "+".join(parts)
+
+
+def _log(mode):
+  def on_round(round_num, metrics):
+    shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith("num_users")}
+    print(f"[{mode}] round {round_num} {shown}", flush=True)
+  return on_round
+
+
+def _write(rows, args, header, load_before):
+  os.makedirs(args.output_dir, exist_ok=True)
+  csv_path = os.path.join(args.output_dir, "retrieval.csv")
+  with open(csv_path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = [f"# TFRS retrieval benchmark ({args.protocol})", ""] + header + [
+      f"- load average (1/5/15 min) before: {load_before}, after: "
+      f"{tuple(round(x, 2) for x in os.getloadavg())}", "",
+      "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+  for row in rows:
+    lines.append("| " + " | ".join(
+        f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + " |")
+  with open(os.path.join(args.output_dir, "retrieval.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines))
+
+
+def main(argv):
+  tff_runtime.stop_workers_at_exit()
+  args = parse_args(argv)
+  load_before = tuple(round(x, 2) for x in os.getloadavg())
+  data_dir = args.data_dir
+  if args.synthetic:
+    data_dir = write_synthetic_movielens(tempfile.mkdtemp(prefix="retrieval_bench_"),
+                                         num_users=60, num_movies=50, ratings_per_user=25)
+  data = load_movielens(data_dir)
+  protocol = protocols.build(args.protocol, data.ratings, data.num_users, data.num_movies,
+                             seed=args.seed)
+  header = [
+      f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+      f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
+      f"- command: `{shlex.join([sys.executable, 'bench/retrieval.py'] + argv)}`",
+      f"- data: {data_dir}; protocol {args.protocol}: {protocols.describe(protocol)}",
+  ]
+  hidden = tuple(int(u) for u in args.hidden_units.split(",") if u)
+  task_config = RetrievalTaskConfig(temperature=args.temperature,
+                                    normalize=not args.no_normalize,
+                                    logq_correction=not args.no_logq)
+  rows = []
+  for mode in args.modes.split(","):
+    tower_config = TowerConfig(
+        embedding_dim=args.embedding_dim, hidden_units=hidden,
+        history_length=args.history_length,
+        use_user_id=args.centralized_user_id and mode == "centralized")
+    valid = {}
+
+    def on_round(round_num, metrics, mode=mode, valid=valid):
+      valid.update(metrics)
+      _log(mode)(round_num, metrics)
+
+    start = time.time()
+    if mode == "centralized":
+      config = training.TrainConfig(
+          rounds=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+          eval_every=args.eval_every, seed=args.seed)
+      model = training.train_centralized("retrieval", data, protocol, tower_config,
+                                         task_config, config, on_round)
+    else:
+      config = training.TrainConfig(
+          rounds=args.rounds, batch_size=args.batch_size,
+          learning_rate=args.client_learning_rate,
+          server_learning_rate=args.server_learning_rate,
+          client_optimizer=args.client_optimizer, client_epochs=args.client_epochs,
+          eval_every=args.eval_every, seed=args.seed)
+      partition = PartitionSpec(args.partition, args.num_clients, seed=args.seed)
+      model = training.train_federated("retrieval", data, protocol, tower_config,
+                                       task_config, config, partition, on_round=on_round)
+    seconds = time.time() - start
+    test = evaluation.evaluate(model, protocol, data.users, "test")
+    print(f"[{mode}] test {test}", flush=True)
+    rows.append({
+        "mode": mode if mode == "centralized" else
+                f"federated ({args.partition}, {args.num_clients} clients)",
+        "query_features": _describe(tower_config), "protocol": args.protocol,
+        "rounds": config.rounds, "test_recall@10": test["recall@10"],
+        "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"],
+        "valid_ndcg@10": valid.get("valid_ndcg@10", float("nan")),
+        "wall_seconds": seconds})
+    if args.export_dir:
+      model_dir = os.path.join(args.export_dir, mode)
+      export.export_model(model, data, model_dir, MIN_HISTORY_RATING[args.protocol])
+      print(f"[{mode}] exported to {model_dir}", flush=True)
+  _write(rows, args, header, load_before)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
