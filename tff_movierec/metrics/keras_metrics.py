@@ -146,3 +146,26 @@ def rating_metrics() -> List[tf.keras.metrics.Metric]:
   """
   return [MeanAbsoluteError(), RootMeanSquaredError(), RSquared(),
           MeanAbsolutePercentageError()]
+
+
+class ExampleCount(tf.keras.metrics.Metric):
+  """Number of examples seen (float64 sum of batch sizes), named `examples`.
+
+  TFF's FedAvg reports `num_examples` itself, FedRecon does not; this metric
+  gives both the same count (for throughput and per-client tables).
+  """
+
+  def __init__(self, name: str = "examples", dtype: Optional[tf.DType] = None):
+    super().__init__(name=name, dtype=dtype)
+    self.count = self.add_weight(name="count", shape=(), dtype=tf.float64,
+                                 initializer="zeros")
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    del y_pred, sample_weight  # Unused: every example counts once.
+    self.count.assign_add(tf.cast(tf.size(y_true), tf.float64))
+
+  def result(self):
+    return tf.cast(self.count, self.dtype)
+
+  def reset_state(self):
+    self.count.assign(tf.zeros_like(self.count))
