@@ -208,3 +208,35 @@ def test_federated_movie_frequency_equals_the_pooled_one(data, protocol):
   np.testing.assert_allclose(
       training.federated_movie_frequency(client_data, data.num_movies),
       _frequency(data, protocol), rtol=1e-5, atol=1e-7)
+
+
+def test_corpus_negatives_make_the_softmax_cover_every_movie(data, protocol):
+  config = RetrievalTaskConfig(corpus_negatives=True)
+  model = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, config)
+  arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
+  rows = np.arange(12)
+  batch = training.to_batch(TOWERS)({k: tf.constant(v[rows]) for k, v in arrays.items()})
+  movies = arrays["movie"][rows]
+  queries = model.query_embeddings(batch["x"]).numpy()
+  corpus = evaluation.candidate_matrix(model, data.num_movies)
+  expected = []
+  for i, movie in enumerate(movies):
+    # Negatives: in-batch positives of other movies, and every other movie.
+    negatives = np.r_[corpus[movies[movies != movie]], np.delete(corpus, movie, axis=0)]
+    logits = np.r_[queries[i] @ corpus[movie], negatives @ queries[i]]
+    expected.append(np.log(np.exp(logits).sum()) - logits[0])
+  np.testing.assert_allclose(model.compute_loss(batch).numpy(), np.mean(expected), rtol=1e-4)
+
+
+def test_task_builds_a_federated_model_and_evaluates_on_the_server():
+  from tasks import movielens_retrieval  # pylint: disable=g-import-not-at-top
+  task = movielens_retrieval.create_retrieval_task(
+      None, PartitionSpec("dirichlet", 3), training.ClientSpec(batch_size=32),
+      tower_config=TOWERS, use_synthetic_data=True)
+  assert task.name == "movielens_retrieval" and len(task.client_ids) == 3
+  model = task.model_fn()
+  batch = next(iter(task.train_preprocess(
+      task.train_data.create_tf_dataset_for_client(task.client_ids[0]))))
+  assert np.isfinite(model.forward_pass(batch).loss.numpy())
+  metrics = task.evaluate(model.tfrs_model, "valid")
+  assert 0.0 <= metrics["valid_ndcg@10"] <= 1.0

@@ -57,12 +57,17 @@ class RetrievalTaskConfig:
       in-batch softmax approximates a full softmax.
     remove_accidental_hits: do not count in-batch copies of the positive
       movie as negatives.
+    corpus_negatives: append every movie of the corpus to the batch's
+      candidates as extra negatives (mixed negative sampling, Yang et al.,
+      WWW 2020): the softmax then covers the full catalogue; the logQ
+      correction uses the mixture's rate (B p_j + 1) / (B + M).
   """
 
   temperature: float = 1.0
   normalize: bool = False
   logq_correction: bool = False
   remove_accidental_hits: bool = True
+  corpus_negatives: bool = False
 
   def __post_init__(self):
     if self.temperature <= 0:

@@ -49,28 +49,51 @@ class RetrievalModel(TwoTowerEmbeddings):
   """Two-tower retrieval trained with `tfrs.tasks.Retrieval` (in-batch softmax).
 
   Args:
+    num_movies: M, the size of the corpus (movie indices 0..M-1).
     movie_frequency: float32 [M] in-batch sampling probability of each movie,
       required when `task_config.logq_correction`.
   """
 
   def __init__(self, query_tower, candidate_tower, task: tfrs.tasks.Retrieval,
-               task_config: RetrievalTaskConfig,
+               task_config: RetrievalTaskConfig, num_movies: int,
                movie_frequency: Optional[np.ndarray] = None):
     super().__init__(query_tower, candidate_tower, normalize=task_config.normalize)
     if task_config.logq_correction and movie_frequency is None:
       raise ValueError("logq_correction needs the movie frequencies.")
     self.task = task
+    self.corpus_negatives = task_config.corpus_negatives
+    self.num_movies = num_movies
     self.movie_frequency = (
         tf.constant(movie_frequency, tf.float32) if task_config.logq_correction else None)
 
   def compute_loss(self, inputs, training=False) -> tf.Tensor:
     features = inputs["x"]
     queries = self.query_embeddings(features, training=training)
-    candidates = self.candidate_embeddings(features, training=training)
-    probability = (None if self.movie_frequency is None
-                   else tf.gather(self.movie_frequency, features["movie"]))
-    return self.task(queries, candidates, candidate_sampling_probability=probability,
-                     candidate_ids=features["movie"], compute_metrics=False)
+    candidate_ids = features["movie"]
+    num_queries = tf.shape(candidate_ids)[0]
+    if self.corpus_negatives:
+      corpus = tf.range(self.num_movies, dtype=candidate_ids.dtype)
+      candidate_ids = tf.concat([candidate_ids, corpus], axis=0)
+    candidates = self.candidate_embeddings({"movie": candidate_ids}, training=training)
+    return self.task(queries, candidates,
+                     candidate_sampling_probability=self._sampling_rate(
+                         candidate_ids, num_queries),
+                     candidate_ids=candidate_ids, compute_metrics=False)
+
+  def _sampling_rate(self, candidate_ids, num_queries):
+    """float32 [C]: probability that a negative slot holds each candidate, or None.
+
+    In-batch slots hold movie j with its interaction share p_j; with corpus
+    negatives, a slot is one of B in-batch or M corpus slots, so the rate is
+    (B p_j + 1) / (B + M).
+    """
+    if self.movie_frequency is None:
+      return None
+    share = tf.gather(self.movie_frequency, candidate_ids)
+    if not self.corpus_negatives:
+      return share
+    batch = tf.cast(num_queries, tf.float32)
+    return (batch * share + 1.0) / (batch + float(self.num_movies))
 
 
 class RankingModel(TwoTowerEmbeddings):

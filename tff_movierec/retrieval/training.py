@@ -14,7 +14,7 @@ Metrics passed to `on_round`: `train_loss`, `seconds`, and every
 import collections
 import dataclasses
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -92,7 +92,7 @@ def build_model(kind: str, data: MovieLens, movie_frequency: np.ndarray,
   if kind == "retrieval":
     return models.RetrievalModel(
         query_tower, candidate_tower, tasks.retrieval_task(task_config), task_config,
-        movie_frequency)
+        data.num_movies, movie_frequency)
   if kind == "ranking":
     return models.RankingModel(
         query_tower, candidate_tower, towers.build_rating_head(tower_config.embedding_dim),
@@ -121,7 +121,13 @@ def _example_arrays(data, ratings, tower_config, seed):
   return examples.training_examples(ratings, data.users, tower_config.history_length, seed)
 
 
-def _evaluate(kind, model, data, protocol, split) -> Dict[str, float]:
+def evaluate_model(kind: str, model: models.TwoTowerEmbeddings, data: MovieLens,
+                   protocol: protocols.RankingProtocol, split: str) -> Dict[str, float]:
+  """Metrics of `model` on `split`, keys prefixed `"{split}_"`.
+
+  Retrieval: `evaluation.evaluate` (recall/ndcg/hr/precision/mrr@10,
+  num_users); ranking: `rmse` of the predicted held-out ratings.
+  """
   if kind == "retrieval":
     result = evaluation.evaluate(model, protocol, data.users, split)
   else:
@@ -167,7 +173,7 @@ def train_centralized(kind: str, data: MovieLens, protocol: protocols.RankingPro
     history = model.fit(dataset, epochs=1, verbose=0)
     metrics = {"train_loss": float(history.history["loss"][0])}
     if _should_evaluate(round_num, config):
-      metrics.update(_evaluate(kind, model, data, protocol, config.eval_split))
+      metrics.update(evaluate_model(kind, model, data, protocol, config.eval_split))
     metrics["seconds"] = time.time() - start
     if on_round:
       on_round(round_num, metrics)
@@ -200,6 +206,47 @@ def federated_movie_frequency(client_data: tff.simulation.datasets.ClientData,
   return (counts / max(counts.sum(), 1.0)).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class FederatedSetup:
+  """What a federated run of a two-tower model needs.
+
+  Attributes:
+    client_data: raw training examples per client (see `federated_client_data`).
+    client_ids: the clients that hold at least one example.
+    preprocess: raw client dataset -> batches `OrderedDict(x=..., y=...)`.
+    model_fn: () -> a new `TfrsVariableModel` (for TFF's learning processes).
+    movie_frequency: float32 [M] interaction shares from a federated sum.
+  """
+
+  client_data: tff.simulation.datasets.ClientData
+  client_ids: List[str]
+  preprocess: Callable[[tf.data.Dataset], tf.data.Dataset]
+  model_fn: Callable[[], federated.TfrsVariableModel]
+  movie_frequency: np.ndarray
+
+
+def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
+                    tower_config: TowerConfig, task_config: RetrievalTaskConfig,
+                    partition: PartitionSpec, client_spec: ClientSpec,
+                    seed: int = 0) -> FederatedSetup:
+  """Client data, preprocessing and model_fn of a federated two-tower run."""
+  client_data = federated_client_data(data, protocol, tower_config, partition, seed)
+  preprocess = build_preprocess_fn(client_spec, to_batch(tower_config), seed=seed)
+  client_ids = [c for c in client_data.client_ids
+                if len(client_data.create_tf_dataset_for_client(c)) > 0]
+  # Computed eagerly: model_fn runs inside TFF tracing, where the in-memory
+  # client tensors cannot be captured.
+  input_spec = preprocess(client_data.create_tf_dataset_for_client(client_ids[0])).element_spec
+  frequency = federated_movie_frequency(client_data, data.num_movies)
+
+  def model_fn():
+    return federated.TfrsVariableModel(
+        build_model(kind, data, frequency, tower_config, task_config, with_metrics=False),
+        input_spec)
+
+  return FederatedSetup(client_data, client_ids, preprocess, model_fn, frequency)
+
+
 def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
                     tower_config: TowerConfig, task_config: RetrievalTaskConfig,
                     config: TrainConfig, partition: PartitionSpec,
@@ -215,20 +262,12 @@ def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProto
     A tfrs model holding the final global weights (evaluated on the server).
   """
   tf.keras.utils.set_random_seed(config.seed)
-  client_data = federated_client_data(data, protocol, tower_config, partition, config.seed)
-  preprocess = build_preprocess_fn(
+  setup = federated_setup(
+      kind, data, protocol, tower_config, task_config, partition,
       ClientSpec(num_epochs=config.client_epochs, batch_size=config.batch_size),
-      to_batch(tower_config), seed=config.seed)
-  client_ids = [c for c in client_data.client_ids
-                if len(client_data.create_tf_dataset_for_client(c)) > 0]
-  input_spec = preprocess(client_data.create_tf_dataset_for_client(client_ids[0])).element_spec
-  frequency = federated_movie_frequency(client_data, data.num_movies)
-
-  def model_fn():
-    return federated.TfrsVariableModel(
-        build_model(kind, data, frequency, tower_config, task_config, with_metrics=False),
-        input_spec)
-
+      config.seed)
+  client_data, client_ids, preprocess, model_fn = (
+      setup.client_data, setup.client_ids, setup.preprocess, setup.model_fn)
   process = federated.build_fed_avg(model_fn, config.learning_rate,
                                     config.server_learning_rate, config.client_optimizer)
   server_model = model_fn()
@@ -244,7 +283,7 @@ def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProto
     metrics = {"train_loss": float(output.metrics["client_work"]["train"]["loss"])}
     if _should_evaluate(round_num, config):
       process.get_model_weights(state).assign_weights_to(server_model)
-      metrics.update(_evaluate(kind, server_model.tfrs_model, data, protocol,
+      metrics.update(evaluate_model(kind, server_model.tfrs_model, data, protocol,
                                config.eval_split))
     metrics["seconds"] = time.time() - start
     if on_round:
