@@ -19,31 +19,23 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tff_movierec import tff_runtime  # noqa: E402
-from tff_movierec.data.movielens import load_movielens  # noqa: E402
-from tff_movierec.data.partitions import SCHEMES, PartitionSpec  # noqa: E402
-from tff_movierec.data.synthetic import write_synthetic_movielens  # noqa: E402
-from tff_movierec.metrics import protocols  # noqa: E402
-from tff_movierec.retrieval import evaluation, export, training  # noqa: E402
-from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig  # noqa: E402
+from tff_movierec.data.partitions import SCHEMES  # noqa: E402
+from tff_movierec.retrieval import experiment  # noqa: E402
 
-MODES = ("centralized", "federated")
+MODES = experiment.MODES
 COLUMNS = ("mode", "query_features", "protocol", "rounds", "test_recall@10",
            "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "wall_seconds")
-# Interaction threshold of each protocol: ratings >= this form the history.
-MIN_HISTORY_RATING = {"recbole_ml1m": 3.0, "holdout": 1.0}
 
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data_dir", default="/work/shared/data/ml-1m")
   parser.add_argument("--synthetic", action="store_true", help="small generated data")
-  parser.add_argument("--protocol", default="recbole_ml1m", choices=tuple(MIN_HISTORY_RATING))
+  parser.add_argument("--protocol", default="recbole_ml1m", choices=tuple(experiment.MIN_HISTORY_RATING))
   parser.add_argument("--modes", default="centralized,federated")
   parser.add_argument("--output_dir", default="output/retrieval")
   parser.add_argument("--export_dir", default=None,
@@ -57,6 +49,8 @@ def parse_args(argv):
   model.add_argument("--no_normalize", action="store_true")
   model.add_argument("--temperature", type=float, default=0.1)
   model.add_argument("--no_logq", action="store_true")
+  model.add_argument("--corpus_negatives", action="store_true",
+                     help="every movie is an extra negative (mixed negatives)")
   train = parser.add_argument_group("training")
   train.add_argument("--epochs", type=int, default=4, help="centralized epochs")
   train.add_argument("--batch_size", type=int, default=1024)
@@ -66,7 +60,7 @@ def parse_args(argv):
   train.add_argument("--partition", default="dirichlet", choices=SCHEMES)
   train.add_argument("--client_optimizer", default="adam", choices=("adam", "sgd"))
   train.add_argument("--client_learning_rate", type=float, default=0.005)
-  train.add_argument("--server_learning_rate", type=float, default=0.01)
+  train.add_argument("--server_learning_rate", type=float, default=0.05)
   train.add_argument("--client_epochs", type=int, default=1)
   train.add_argument("--eval_every", type=int, default=1)
   train.add_argument("--seed", type=int, default=0)
@@ -75,20 +69,6 @@ def parse_args(argv):
   if unknown:
     parser.error(f"--modes: unknown {sorted(unknown)}; expected a subset of {MODES}.")
   return args
-
-
-def _describe(tower_config: TowerConfig) -> str:
-  parts = [name for name, used in (("user id", tower_config.use_user_id),
-                                   ("demographics", tower_config.use_demographics),
-                                   ("history", tower_config.use_history)) if used]
-  return "+".join(parts)
-
-
-def _log(mode):
-  def on_round(round_num, metrics):
-    shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith("num_users")}
-    print(f"[{mode}] round {round_num} {shown}", flush=True)
-  return on_round
 
 
 def _write(rows, args, header, load_before):
@@ -114,67 +94,48 @@ def main(argv):
   tff_runtime.stop_workers_at_exit()
   args = parse_args(argv)
   load_before = tuple(round(x, 2) for x in os.getloadavg())
-  data_dir = args.data_dir
-  if args.synthetic:
-    data_dir = write_synthetic_movielens(tempfile.mkdtemp(prefix="retrieval_bench_"),
-                                         num_users=60, num_movies=50, ratings_per_user=25)
-  data = load_movielens(data_dir)
-  protocol = protocols.build(args.protocol, data.ratings, data.num_users, data.num_movies,
-                             seed=args.seed)
   header = [
       f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
       f"- machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}",
       f"- command: `{shlex.join([sys.executable, 'bench/retrieval.py'] + argv)}`",
-      f"- data: {data_dir}; protocol {args.protocol}: {protocols.describe(protocol)}",
+      f"- data: {'synthetic' if args.synthetic else args.data_dir}; protocol {args.protocol}",
   ]
-  hidden = tuple(int(u) for u in args.hidden_units.split(",") if u)
-  task_config = RetrievalTaskConfig(temperature=args.temperature,
-                                    normalize=not args.no_normalize,
-                                    logq_correction=not args.no_logq)
   rows = []
   for mode in args.modes.split(","):
-    tower_config = TowerConfig(
-        embedding_dim=args.embedding_dim, hidden_units=hidden,
-        history_length=args.history_length,
-        use_user_id=args.centralized_user_id and mode == "centralized")
-    valid = {}
+    last = {}
 
-    def on_round(round_num, metrics, mode=mode, valid=valid):
-      valid.update(metrics)
-      _log(mode)(round_num, metrics)
+    def on_round(round_num, metrics, mode=mode, last=last):
+      last.update(metrics)
+      shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith("num_users")}
+      print(f"[{mode}] round {round_num} {shown}", flush=True)
 
-    start = time.time()
-    if mode == "centralized":
-      config = training.TrainConfig(
-          rounds=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-          eval_every=args.eval_every, seed=args.seed)
-      model = training.train_centralized("retrieval", data, protocol, tower_config,
-                                         task_config, config, on_round)
-    else:
-      config = training.TrainConfig(
-          rounds=args.rounds, batch_size=args.batch_size,
-          learning_rate=args.client_learning_rate,
-          server_learning_rate=args.server_learning_rate,
-          client_optimizer=args.client_optimizer, client_epochs=args.client_epochs,
-          eval_every=args.eval_every, seed=args.seed)
-      partition = PartitionSpec(args.partition, args.num_clients, seed=args.seed)
-      model = training.train_federated("retrieval", data, protocol, tower_config,
-                                       task_config, config, partition, on_round=on_round)
-    seconds = time.time() - start
-    test = evaluation.evaluate(model, protocol, data.users, "test")
-    print(f"[{mode}] test {test}", flush=True)
+    centralized = mode == "centralized"
+    result = experiment.run_experiment(
+        args.data_dir, mode=mode, protocol=args.protocol, partition=args.partition,
+        num_clients=args.num_clients, embedding_dim=args.embedding_dim,
+        hidden_units=tuple(int(u) for u in args.hidden_units.split(",") if u),
+        use_user_id=args.centralized_user_id and centralized,
+        history_length=args.history_length, temperature=args.temperature,
+        normalize=not args.no_normalize, logq_correction=not args.no_logq,
+        corpus_negatives=args.corpus_negatives,
+        rounds=args.epochs if centralized else args.rounds, batch_size=args.batch_size,
+        learning_rate=args.learning_rate if centralized else args.client_learning_rate,
+        server_learning_rate=args.server_learning_rate,
+        client_optimizer=args.client_optimizer, client_epochs=args.client_epochs,
+        eval_every=args.eval_every, seed=args.seed,
+        export_dir=os.path.join(args.export_dir, mode) if args.export_dir else None,
+        use_synthetic_data=args.synthetic, on_round=on_round)
+    print(f"[{mode}] test {result}", flush=True)
+    features = "user id+" if args.centralized_user_id and centralized else ""
     rows.append({
-        "mode": mode if mode == "centralized" else
+        "mode": mode if centralized else
                 f"federated ({args.partition}, {args.num_clients} clients)",
-        "query_features": _describe(tower_config), "protocol": args.protocol,
-        "rounds": config.rounds, "test_recall@10": test["recall@10"],
-        "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"],
-        "valid_ndcg@10": valid.get("valid_ndcg@10", float("nan")),
-        "wall_seconds": seconds})
-    if args.export_dir:
-      model_dir = os.path.join(args.export_dir, mode)
-      export.export_model(model, data, model_dir, MIN_HISTORY_RATING[args.protocol])
-      print(f"[{mode}] exported to {model_dir}", flush=True)
+        "query_features": features + "demographics+history", "protocol": args.protocol,
+        "rounds": args.epochs if centralized else args.rounds,
+        "test_recall@10": result["test_recall@10"], "test_ndcg@10": result["test_ndcg@10"],
+        "test_hr@10": result["test_hr@10"],
+        "valid_ndcg@10": last.get("valid_ndcg@10", float("nan")),
+        "wall_seconds": result["wall_seconds"]})
   _write(rows, args, header, load_before)
 
 

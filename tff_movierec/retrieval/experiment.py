@@ -1,0 +1,105 @@
+"""One call that loads data, trains a two-tower model, evaluates and exports it.
+
+The entry point for `run_experiment.py` and `bench/retrieval.py`: plain
+arguments in, final metrics out, `on_round(round_num, metrics)` after every
+epoch (centralized) or round (federated).
+"""
+
+import tempfile
+import time
+from typing import Dict, Optional, Sequence
+
+from tff_movierec.data.movielens import load_movielens
+from tff_movierec.data.partitions import PartitionSpec
+from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.metrics import protocols
+from tff_movierec.retrieval import export, training
+from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
+
+MODES = ("centralized", "federated")
+# Ratings >= this are the interactions (and history) of each protocol.
+MIN_HISTORY_RATING = {"recbole_ml1m": 3.0, "holdout": 1.0}
+
+
+def run_experiment(
+    data_dir: Optional[str],
+    mode: str = "federated",
+    kind: str = "retrieval",
+    protocol: str = "recbole_ml1m",
+    partition: str = "dirichlet",
+    num_clients: int = 10,
+    embedding_dim: int = 64,
+    hidden_units: Sequence[int] = (),
+    use_user_id: bool = False,
+    history_length: int = 50,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    logq_correction: bool = True,
+    corpus_negatives: bool = False,
+    rounds: int = 10,
+    batch_size: int = 1024,
+    learning_rate: float = 0.005,
+    server_learning_rate: float = 0.05,
+    client_optimizer: str = "adam",
+    client_epochs: int = 1,
+    clients_per_round: Optional[int] = None,
+    eval_every: int = 1,
+    seed: int = 0,
+    export_dir: Optional[str] = None,
+    ratings_path: Optional[str] = None,
+    use_synthetic_data: bool = False,
+    on_round: Optional[training.OnRound] = None,
+) -> Dict[str, float]:
+  """Trains on the protocol's train split, tunes on valid, reports test.
+
+  Args:
+    data_dir: MovieLens-1M folder (None: the cache); ignored with
+      `use_synthetic_data`.
+    mode: "centralized" (Keras fit, `rounds` epochs) or "federated" (FedAvg,
+      `rounds` rounds over `partition`/`num_clients`).
+    kind: "retrieval" (in-batch softmax) or "ranking" (rating MSE).
+    protocol: "recbole_ml1m" or "holdout" (`tff_movierec.metrics.protocols`).
+    learning_rate: centralized Adam step, or the client step when federated.
+    export_dir: if set, the retrieval model is exported there (see `export`).
+    on_round: called with (round_num, metrics) after every epoch/round; the
+      metrics hold `train_loss`, `seconds` and, every `eval_every` rounds,
+      `valid_*` metrics (see `training`).
+
+  Returns:
+    The final model's `test_*` metrics (retrieval: recall/ndcg/hr/precision/
+    mrr@10, num_users; ranking: rmse), plus `wall_seconds` of training.
+  """
+  if mode not in MODES:
+    raise ValueError(f"--mode={mode!r}: expected one of {MODES}.")
+  if protocol not in MIN_HISTORY_RATING:
+    raise ValueError(f"--protocol={protocol!r}: expected one of {tuple(MIN_HISTORY_RATING)}.")
+  if export_dir and kind != "retrieval":
+    raise ValueError("--export_dir: only retrieval models are exported.")
+  if use_synthetic_data:
+    data_dir = write_synthetic_movielens(
+        tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), num_users=60, num_movies=50,
+        ratings_per_user=25, seed=seed)
+  data = load_movielens(data_dir, ratings_path)
+  ranking = protocols.build(protocol, data.ratings, data.num_users, data.num_movies, seed=seed)
+  tower_config = TowerConfig(embedding_dim=embedding_dim, hidden_units=tuple(hidden_units),
+                             use_user_id=use_user_id, history_length=history_length)
+  task_config = RetrievalTaskConfig(temperature=temperature, normalize=normalize,
+                                    logq_correction=logq_correction,
+                                    corpus_negatives=corpus_negatives)
+  config = training.TrainConfig(
+      rounds=rounds, batch_size=batch_size, learning_rate=learning_rate,
+      server_learning_rate=server_learning_rate, client_optimizer=client_optimizer,
+      client_epochs=client_epochs, eval_every=eval_every, eval_split="valid", seed=seed)
+  start = time.time()
+  if mode == "centralized":
+    model = training.train_centralized(kind, data, ranking, tower_config, task_config,
+                                       config, on_round)
+  else:
+    spec = PartitionSpec(partition, num_clients, seed=seed)
+    model = training.train_federated(kind, data, ranking, tower_config, task_config, config,
+                                     spec, clients_per_round, on_round)
+  result = {"wall_seconds": time.time() - start}
+  result.update(training.evaluate_model(kind, model, data, ranking, "test"))
+  if export_dir:
+    export.export_model(model, data, export_dir, MIN_HISTORY_RATING[protocol])
+  return result
