@@ -6,9 +6,10 @@ side fixed, every user's [p_u, b_u] is the ridge solution of
 ALS-WR, Zhou et al. 2008, "Large-scale parallel collaborative filtering for
 the Netflix prize"), and symmetrically for movies. Each half-sweep is a few
 batched dense solves: rows are sorted by their number of ratings and solved
-in padded batches, so there is no Python loop over users. The small solves
-run on one BLAS thread: multi-threaded OpenBLAS on thousands of 65x65
-systems is far slower, and catastrophically so on a loaded machine. Seeded:
+in padded batches, so there is no Python loop over users. The small
+products and solves run on one BLAS thread: multi-threaded OpenBLAS on
+thousands of 65x65 systems is far slower, catastrophically so on a loaded
+machine. Seeded:
 only the initial movie factors are random.
 
 Fallback: a user or movie without training ratings has zero factors and zero
@@ -37,6 +38,11 @@ def solve_rows(indptr, partners, targets, partner_features, reg):
   Returns:
     float64 [R, D] solutions (zeros for rows without entries).
   """
+  with threadpoolctl.threadpool_limits(1):
+    return _solve_rows(indptr, partners, targets, partner_features, reg)
+
+
+def _solve_rows(indptr, partners, targets, partner_features, reg):
   counts = np.diff(indptr)
   dim = partner_features.shape[1]
   solution = np.zeros((len(counts), dim))
@@ -56,8 +62,7 @@ def solve_rows(indptr, partners, targets, partner_features, reg):
     gram = np.matmul(features.transpose(0, 2, 1), features)
     gram += (reg * counts[rows])[:, None, None] * np.eye(dim)
     rhs = np.einsum("bnk,bn->bk", features, targets[entries] * mask)
-    with threadpoolctl.threadpool_limits(1):
-      solution[rows] = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    solution[rows] = np.linalg.solve(gram, rhs[..., None])[..., 0]
     start += len(rows)
   return solution
 
