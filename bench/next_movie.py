@@ -9,6 +9,14 @@ for comparison, over all movies with nothing excluded).
       --ratings_path=/work/shared/data/ml-1m-latest20/ratings.csv
 
 `--synthetic` runs on small generated data instead (a smoke run).
+
+Defaults were chosen on the validation split (`--tuning`: each user's
+second-to-last movie; 10 dirichlet clients, 5 rounds, client Adam 2e-3, batch
+64): plain FedAvg (server SGD, lr 1) reached HR@10 0.109 and was still
+rising, while a server Adam (lr 5e-2, epsilon 5e-2) stayed at 0.048 and
+popularity is 0.039. The user-id embedding did not help the centralized model
+on validation (HR@10 0.191 with, 0.190 without, after 6 epochs), so it is off
+by default.
 """
 
 import argparse
@@ -49,14 +57,17 @@ def parse_args(argv):
   model.add_argument("--hidden_units", type=int, default=256)
   model.add_argument("--dropout", type=float, default=0.2)
   training = parser.add_argument_group("training")
-  training.add_argument("--batch_size", type=int, default=256)
+  training.add_argument("--batch_size", type=int, default=64)
   training.add_argument("--rounds", type=int, default=20)
   training.add_argument("--client_epochs", type=int, default=1)
   training.add_argument("--client_optimizer", default="adam", choices=("adam", "sgdm"))
-  training.add_argument("--client_lr", type=float, default=1e-3)
-  training.add_argument("--server_lr", type=float, default=1e-2)
-  training.add_argument("--server_epsilon", type=float, default=1e-3,
-                        help="Adam epsilon of the server (adaptivity floor)")
+  training.add_argument("--client_lr", type=float, default=2e-3)
+  training.add_argument("--server_optimizer", default="sgd", choices=("adam", "sgd"),
+                        help="sgd with lr 1 is plain FedAvg (see the module docstring)")
+  training.add_argument("--server_lr", type=float, default=1.0)
+  training.add_argument("--server_epsilon", type=float, default=5e-2,
+                        help="server Adam epsilon; with epsilon >= lr a coordinate "
+                        "moves by at most its averaged client update")
   training.add_argument("--centralized_epochs", type=int, default=5)
   training.add_argument("--centralized_lr", type=float, default=1e-3)
   training.add_argument("--skip_federated", action="store_true")
@@ -105,7 +116,9 @@ def run_federated(task, args):
       else optimizers.build_sgdm(args.client_lr, momentum=0.9))
   process = tff.learning.algorithms.build_weighted_fed_avg(
       task.model_fn, client_optimizer_fn=client_optimizer,
-      server_optimizer_fn=optimizers.build_adam(args.server_lr, epsilon=args.server_epsilon))
+      server_optimizer_fn=(
+          optimizers.build_adam(args.server_lr, epsilon=args.server_epsilon)
+          if args.server_optimizer == "adam" else optimizers.build_sgdm(args.server_lr)))
   # Keras models made before TFF builds its graphs become unusable: make the
   # evaluation model after `build_weighted_fed_avg`.
   keras_model = task.keras_model_fn()
