@@ -1,7 +1,7 @@
 """The contract every federated task in `tasks/` fulfils."""
 
 import dataclasses
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -16,7 +16,9 @@ class FederatedTask:
   Attributes:
     name: registry name of the task.
     train_data: raw (unbatched) training examples per client.
-    test_data: raw held-out examples per client, same client ids as train.
+    test_data: raw held-out examples per client, same client ids as train;
+      for tasks with `local_layers`, preceded by the client's training
+      examples, marked for reconstruction (see algorithms.split_by_holdout).
     train_preprocess: raw client dataset -> batched (x, y) dataset for training
       (shuffle -> repeat -> take -> batch -> map).
     eval_preprocess: raw client dataset -> batched (x, y) dataset for
@@ -32,6 +34,7 @@ class FederatedTask:
       (trained by Federated Reconstruction, never aggregated); empty for tasks
       trained with FedAvg.
     description: one line shown in logs and hparams.
+    input_spec: (derived) element spec of a preprocessed client dataset.
   """
 
   name: str
@@ -44,11 +47,13 @@ class FederatedTask:
   metrics_fn: Callable[[], list]
   local_layers: Tuple[str, ...] = ()
   description: str = ""
+  input_spec: Any = dataclasses.field(init=False, repr=False)
 
-  @property
-  def input_spec(self):
+  def __post_init__(self):
+    # Computed eagerly here: model_fn runs inside TFF's graph tracing, where the
+    # in-memory client tensors cannot be captured.
     sample = self.train_data.create_tf_dataset_for_client(self.train_data.client_ids[0])
-    return self.eval_preprocess(sample).element_spec
+    object.__setattr__(self, "input_spec", self.eval_preprocess(sample).element_spec)
 
   def model_fn(self) -> tff.learning.models.VariableModel:
     return tff.learning.models.from_keras_model(

@@ -11,6 +11,7 @@ in during preprocessing.
 
 import collections
 import tempfile
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -23,6 +24,11 @@ from tff_movierec.data import client_data as client_data_lib
 from tff_movierec.data import features, movielens, partitions, preprocessing, splits, synthetic
 from tff_movierec.metrics import keras_metrics
 from tff_movierec.models import rating_ffnn
+from tff_movierec.training import algorithms
+
+# Evaluation datasets of FedRecon carry a `holdout` marker that the Keras model
+# does not consume; Keras warns about (and ignores) such extra inputs.
+warnings.filterwarnings("ignore", message="Input dict contained keys")
 
 USER_MEAN_SHRINKAGE = 5.0
 MOVIE_MEAN_SHRINKAGE = 10.0
@@ -42,8 +48,13 @@ def user_means(train: pd.DataFrame, num_users: int, global_mean: float) -> np.nd
 
 
 def client_examples(data: movielens.MovieLens, ratings: pd.DataFrame,
-                    user_mean: np.ndarray) -> dict:
-  """Per-rating arrays a client holds: the raw elements of its ClientData."""
+                    user_mean: np.ndarray, holdout: Optional[int] = None) -> dict:
+  """Per-rating arrays a client holds: the raw elements of its ClientData.
+
+  `holdout` (0 or 1), if given, is stored in every example under
+  `algorithms.HOLDOUT_KEY`: it tells FedRecon evaluation which ratings
+  reconstruct the user embedding (0) and which are scored (1).
+  """
   users = ratings["user"].to_numpy(np.int32)
   demographics = features.user_features(data)
   examples = {
@@ -54,6 +65,8 @@ def client_examples(data: movielens.MovieLens, ratings: pd.DataFrame,
   }
   for name, values in demographics.items():
     examples[name] = values[users]
+  if holdout is not None:
+    examples[algorithms.HOLDOUT_KEY] = np.full(len(users), holdout, np.int32)
   return examples
 
 
@@ -64,6 +77,8 @@ def make_batch_map_fn(config: rating_ffnn.RatingModelConfig, genres: np.ndarray,
   mean_table = tf.constant(stats.shrunk_means(MOVIE_MEAN_SHRINKAGE))
   log_count_table = tf.constant(stats.log_counts())
   names = rating_ffnn.input_names(config)
+  if config.user_embedding == "local":
+    names += (algorithms.HOLDOUT_KEY,)
 
   def batch_map(batch):
     movie = batch["movie"]
@@ -75,16 +90,6 @@ def make_batch_map_fn(config: rating_ffnn.RatingModelConfig, genres: np.ndarray,
     return x, tf.expand_dims(batch["rating"], -1)
 
   return batch_map
-
-
-def rating_metrics():
-  return [
-      tf.keras.metrics.MeanAbsoluteError(name="mae"),
-      tf.keras.metrics.MeanSquaredError(name="mse"),
-      tf.keras.metrics.RootMeanSquaredError(name="rmse"),
-      keras_metrics.RSquared(name="r2"),
-      tf.keras.metrics.MeanAbsolutePercentageError(name="mape"),
-  ]
 
 
 def create_rating_task_from_data(
@@ -111,12 +116,21 @@ def create_rating_task_from_data(
   num_clients = int(user_to_client.max()) + 1
   train_global_mean = float(train["rating"].mean())
   user_mean = user_means(train, data.num_users, train_global_mean)
+  reconstructs = model_config.user_embedding == "local"
+  train_examples = client_examples(data, train, user_mean, 0 if reconstructs else None)
+  test_examples = client_examples(data, test, user_mean, 1 if reconstructs else None)
   train_data = client_data_lib.make_client_data(
-      client_examples(data, train, user_mean),
-      user_to_client[train["user"].to_numpy()], num_clients)
+      train_examples, user_to_client[train["user"].to_numpy()], num_clients)
+  if reconstructs:
+    # FedRecon evaluation: each client's training ratings (reconstruction)
+    # followed by its held-out ratings (scored); see algorithms.split_by_holdout.
+    test_examples = {name: np.concatenate([train_examples[name], test_examples[name]])
+                     for name in train_examples}
+    test_users = np.concatenate([train["user"].to_numpy(), test["user"].to_numpy()])
+  else:
+    test_users = test["user"].to_numpy()
   test_data = client_data_lib.make_client_data(
-      client_examples(data, test, user_mean),
-      user_to_client[test["user"].to_numpy()], num_clients)
+      test_examples, user_to_client[test_users], num_clients)
   stats = movie_stats.federated_movie_stats(train_data, data.num_movies)
   genres = features.genre_multi_hot(data)
   batch_map = make_batch_map_fn(model_config, genres, stats)
@@ -137,7 +151,7 @@ def create_rating_task_from_data(
           preprocessing.ClientSpec(1, eval_batch_size, 0), batch_map),
       keras_model_fn=keras_model_fn,
       loss_fn=tf.keras.losses.MeanSquaredError,
-      metrics_fn=rating_metrics,
+      metrics_fn=lambda: keras_metrics.rating_metrics() + [keras_metrics.ExampleCount()],
       local_layers=local_layers,
       description=(f"rating regression, {num_clients} clients, user embedding "
                    f"{model_config.user_embedding}"),

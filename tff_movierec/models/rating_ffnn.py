@@ -62,6 +62,26 @@ class RatingModelConfig:
       raise ValueError(f"--dropout={self.dropout}: must be in [0, 1).")
 
 
+class BaselinePlusResidual(tf.keras.layers.Layer):
+  """[B, 1] residual -> residual + user_mean + movie_mean - global_mean, or
+  residual + global_mean without the engineered features. No weights."""
+
+  def __init__(self, global_mean: float, engineered_features: bool, **kwargs):
+    super().__init__(**kwargs)
+    self.global_mean = float(global_mean)
+    self.engineered_features = engineered_features
+
+  def call(self, inputs):
+    if not self.engineered_features:
+      return inputs[0] + self.global_mean
+    residual, user_mean, movie_mean = inputs
+    return residual + tf.expand_dims(user_mean + movie_mean - self.global_mean, -1)
+
+  def get_config(self):
+    return dict(super().get_config(), global_mean=self.global_mean,
+                engineered_features=self.engineered_features)
+
+
 def input_names(config: RatingModelConfig) -> Tuple[str, ...]:
   names = ("movie", "genres") + CATEGORICAL_FEATURES
   if config.user_embedding != "none":
@@ -108,16 +128,13 @@ def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, in
   if config.engineered_features:
     for name in NUMERIC_FEATURES:
       inputs[name] = tf.keras.Input(shape=(), dtype=tf.float32, name=name)
-    numeric = tf.stack([inputs[name] for name in NUMERIC_FEATURES], axis=-1)
-    parts.append(numeric)
+      parts.append(tf.keras.layers.Reshape((1,), name=f"{name}_column")(inputs[name]))
   hidden = tf.keras.layers.Concatenate(name="fused_features")(parts)
   for index, units in enumerate(config.hidden_units):
     hidden = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
     hidden = tf.keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
-  output = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
-  if config.engineered_features:
-    baseline = inputs["user_mean"] + inputs["movie_mean"] - global_mean
-    output = output + tf.expand_dims(baseline, -1)
-  else:
-    output = output + global_mean
+  residual = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
+  baseline = BaselinePlusResidual(global_mean, config.engineered_features, name="rating")
+  output = baseline([residual, inputs["user_mean"], inputs["movie_mean"]]
+                    if config.engineered_features else [residual])
   return tf.keras.Model(inputs=inputs, outputs=output, name="rating_ffnn")
