@@ -1,0 +1,10 @@
+"""Cross-device Federated Reconstruction: user embeddings never leave the client."""
+
+from tff_movierec.reconstruction.client_datasets import (
+    UserDatasets, evaluation_datasets, split_fn, training_datasets)
+from tff_movierec.reconstruction.model import MFConfig, build_reconstruction_model
+from tff_movierec.reconstruction.process import (
+    OPTIMIZER_NAMES, ReconConfig, build_evaluation_process, build_training_process,
+    model_fn_for)
+from tff_movierec.reconstruction.training import (
+    ExperimentConfig, evaluate, run_recon_experiment)
