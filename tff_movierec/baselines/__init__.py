@@ -31,10 +31,10 @@ DEFAULT_PARAMS: Dict[str, Dict[str, Any]] = {
     "popularity": {"shrinkage": 5.0},
     "user_average": {},
     "bias_baseline": {"user_reg": 5.0, "item_reg": 5.0},
-    "svd": {"factors": 64, "reg": 0.08, "sweeps": 10},
+    "svd": {"factors": 32, "reg": 0.08, "sweeps": 10},
     "user_knn": {"k": 40, "shrinkage": 100.0},
     "item_knn": {"k": 40, "shrinkage": 100.0},
-    "ease": {"reg": 250.0},
+    "ease": {"reg": 1000.0},  # run_centralized re-tunes it per protocol
 }
 
 
