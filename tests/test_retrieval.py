@@ -13,7 +13,8 @@ from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.partitions import PartitionSpec
 from tff_movierec.data.synthetic import write_synthetic_movielens
 from tff_movierec.metrics import protocols
-from tff_movierec.retrieval import evaluation, examples, export, federated, training, towers
+from tff_movierec.retrieval import (evaluation, examples, experiment, export, federated,
+                                    training, towers)
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
 
 TOWERS = TowerConfig(embedding_dim=8, history_length=6)
@@ -240,3 +241,22 @@ def test_task_builds_a_federated_model_and_evaluates_on_the_server():
   assert np.isfinite(model.forward_pass(batch).loss.numpy())
   metrics = task.evaluate(model.tfrs_model, "valid")
   assert 0.0 <= metrics["valid_ndcg@10"] <= 1.0
+
+
+def test_holdout_gets_a_validation_split_carved_from_train(data):
+  holdout = protocols.build("holdout", data.ratings, data.num_users, data.num_movies)
+  carved = experiment.with_validation(holdout)
+  assert len(carved.valid_ratings) > 0 and carved.test_ratings.equals(holdout.test_ratings)
+  assert len(carved.train_ratings) + len(carved.valid_ratings) == len(holdout.train_ratings)
+  assert (carved.train + carved.valid - holdout.train).nnz == 0
+
+
+def test_run_experiment_reports_test_metrics_and_exports(tmp_path):
+  rounds = []
+  result = experiment.run_experiment(
+      None, mode="centralized", protocol="holdout", embedding_dim=8, rounds=1,
+      batch_size=32, use_synthetic_data=True, export_dir=str(tmp_path),
+      on_round=lambda r, m: rounds.append(r))
+  assert rounds == [1]
+  assert 0.0 <= result["test_ndcg@10"] <= 1.0 and result["test_num_users"] > 0
+  assert (tmp_path / "vocabulary.json").exists()

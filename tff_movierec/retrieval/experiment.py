@@ -5,11 +5,13 @@ arguments in, final metrics out, `on_round(round_num, metrics)` after every
 epoch (centralized) or round (federated).
 """
 
+import dataclasses
 import tempfile
 import time
 from typing import Dict, Optional, Sequence
 
 from tff_movierec.data.movielens import load_movielens
+from tff_movierec.data import splits
 from tff_movierec.data.partitions import PartitionSpec
 from tff_movierec.data.synthetic import write_synthetic_movielens
 from tff_movierec.metrics import protocols
@@ -19,6 +21,24 @@ from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
 MODES = ("centralized", "federated")
 # Ratings >= this are the interactions (and history) of each protocol.
 MIN_HISTORY_RATING = {"recbole_ml1m": 3.0, "holdout": 1.0}
+
+
+def with_validation(protocol: protocols.RankingProtocol,
+                    seed: int = 0) -> protocols.RankingProtocol:
+  """`protocol`, with a per-user 10% validation split carved from train if it has none.
+
+  The `holdout` protocol has no validation split; tuning on its test split
+  would leak. The carved ratings leave training but stay masked at test time
+  (test masks train + valid), so the test ranking is unchanged.
+  """
+  if not protocol.valid_ratings.empty:
+    return protocol
+  train, valid = splits.per_user_holdout(protocol.train_ratings, 0.1, seed=seed)
+  shape = (protocol.num_users, protocol.num_movies)
+  return dataclasses.replace(
+      protocol, train_ratings=train, valid_ratings=valid,
+      train=protocols.interaction_matrix(train, *shape),
+      valid=protocols.interaction_matrix(valid, *shape))
 
 
 def run_experiment(
@@ -58,7 +78,8 @@ def run_experiment(
     mode: "centralized" (Keras fit, `rounds` epochs) or "federated" (FedAvg,
       `rounds` rounds over `partition`/`num_clients`).
     kind: "retrieval" (in-batch softmax) or "ranking" (rating MSE).
-    protocol: "recbole_ml1m" or "holdout" (`tff_movierec.metrics.protocols`).
+    protocol: "recbole_ml1m" or "holdout" (`tff_movierec.metrics.protocols`;
+      `holdout` gets a validation split carved from train, `with_validation`).
     learning_rate: centralized Adam step, or the client step when federated.
     export_dir: if set, the retrieval model is exported there (see `export`).
     on_round: called with (round_num, metrics) after every epoch/round; the
@@ -80,7 +101,8 @@ def run_experiment(
         tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), num_users=60, num_movies=50,
         ratings_per_user=25, seed=seed)
   data = load_movielens(data_dir, ratings_path)
-  ranking = protocols.build(protocol, data.ratings, data.num_users, data.num_movies, seed=seed)
+  ranking = with_validation(
+      protocols.build(protocol, data.ratings, data.num_users, data.num_movies, seed=seed), seed)
   tower_config = TowerConfig(embedding_dim=embedding_dim, hidden_units=tuple(hidden_units),
                              use_user_id=use_user_id, history_length=history_length)
   task_config = RetrievalTaskConfig(temperature=temperature, normalize=normalize,
