@@ -12,5 +12,7 @@
   export      SavedModels of the towers and a BruteForce index, plus a JSON
               movie vocabulary; loading them without this package.
   training    centralized and federated training loops with a per-round
-              callback, for run_experiment.py and bench/retrieval.py.
+              callback.
+  experiment  `run_experiment`: load data, train, evaluate, export in one
+              call (for run_experiment.py and bench/retrieval.py).
 """

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tff_movierec.data.movielens import MovieLens
-from tff_movierec.retrieval.models import TwoTowerEmbeddings
+from tff_movierec.retrieval.models import RetrievalModel
 
 QUERY_TOWER_DIR = "query_tower"
 CANDIDATE_TOWER_DIR = "candidate_tower"
@@ -71,12 +71,12 @@ class _Index(tf.Module):
         input_signature=[_feature_spec(query_tower), tf.TensorSpec([], tf.int32, name="k")])
 
 
-def export_model(model: TwoTowerEmbeddings, data: MovieLens, model_dir: str,
+def export_model(model: RetrievalModel, data: MovieLens, model_dir: str,
                  min_history_rating: float) -> None:
   """Writes the towers, a BruteForce index over all movies and the vocabulary.
 
   Args:
-    model: a trained retrieval (or ranking) model; its two towers are exported.
+    model: a trained retrieval model; its two towers are exported.
     data: the MovieLens the model was trained on (movie vocabulary).
     model_dir: created if needed; existing exports in it are replaced.
     min_history_rating: ratings >= this formed the history feature in training

@@ -186,7 +186,8 @@ def federated_client_data(data: MovieLens, protocol: protocols.RankingProtocol,
   """Training examples of `protocol`, one client per partition cell.
 
   A user's history feature is built from that user's own ratings only, so it
-  lives on the user's client.
+  lives on the user's client. Histories are sampled once (seed `seed`); the
+  centralized loop resamples them every epoch.
   """
   user_to_client = partition_users(partition, protocol.train_ratings, data.users,
                                    genre_multi_hot(data))
