@@ -155,3 +155,14 @@ def test_recbole_pop_counts_batches_not_interactions():
                         "rating": np.full(8, 4.0)})
   model = RecBolePop(positives_per_batch=4).fit(frame, 8, 3)
   assert model.counts_[0] == 2 and 1 <= model.counts_[1] <= 2 and model.counts_[2] == 0
+
+
+def test_tune_rating_model_picks_lowest_validation_rmse(data, holdout):
+  from tff_movierec.baselines import tuning
+  train, _ = holdout
+  best, table = tuning.tune_rating_model("popularity", {"shrinkage": [0.0, 5.0, 1e6]},
+                                         train, data.num_users, data.num_movies)
+  assert len(table) == 3
+  assert best["shrinkage"] == table.loc[table["rmse"].idxmin(), "shrinkage"]
+  # Infinite-like shrinkage is the global mean, which a real signal beats.
+  assert table["rmse"].iloc[2] > table["rmse"].min()

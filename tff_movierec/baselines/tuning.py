@@ -45,15 +45,9 @@ def tune_ranking_model(name: str, grid: Mapping[str, Sequence[Any]],
                        protocol: protocols.RankingProtocol, metric: str = "ndcg@10",
                        seed: int = 0) -> Tuple[Dict[str, Any], pd.DataFrame]:
   """Parameters of model `name` maximizing `metric` on validation data."""
-  if len(protocol.valid_ratings):
-    validation = protocol
-  else:
-    validation = protocols.holdout(protocol.train_ratings, protocol.num_users,
-                                   protocol.num_movies, seed=seed + VALIDATION_SEED_OFFSET)
-    validation = protocols.RankingProtocol(
-        protocol.name, validation.train_ratings, validation.test_ratings,
-        validation.test_ratings.iloc[:0], validation.train, validation.test,
-        validation.valid, protocol.relevance_threshold, protocol.rank_test_items_only)
+  validation = protocol
+  if not len(protocol.valid_ratings):
+    validation = protocols.carve_validation(protocol, seed + VALIDATION_SEED_OFFSET)
   k = int(metric.split("@")[1])
   rows = []
   for params in expand_grid(grid):

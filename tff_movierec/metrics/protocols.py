@@ -181,6 +181,17 @@ def recbole_ml1m(ratings: pd.DataFrame, num_users: int, num_movies: int, seed: i
   return _protocol("recbole_ml1m", train, valid, test, num_users, num_movies, 0.0)
 
 
+def carve_validation(protocol: RankingProtocol, seed: int) -> RankingProtocol:
+  """Same protocol on its train data: valid = a per-user 10% holdout of it.
+
+  For tuning when the protocol has no validation split; test is empty.
+  """
+  train, valid = splits.per_user_holdout(protocol.train_ratings, 0.1, seed=seed)
+  return _protocol(protocol.name, train, valid, valid.iloc[:0], protocol.num_users,
+                   protocol.num_movies, protocol.relevance_threshold,
+                   rank_test_items_only=protocol.rank_test_items_only)
+
+
 def build(name: str, ratings: pd.DataFrame, num_users: int, num_movies: int,
           seed: int = 0) -> RankingProtocol:
   """The protocol called `name` (one of PROTOCOLS)."""
