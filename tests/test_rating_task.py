@@ -1,0 +1,105 @@
+"""The rating task: federated movie statistics, examples, model, processes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tasks import movielens_rating
+from tff_movierec import movie_stats
+from tff_movierec.data import movielens, partitions, preprocessing, splits, synthetic
+from tff_movierec.models import rating_ffnn
+from tff_movierec.training import algorithms
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  directory = synthetic.write_synthetic_movielens(str(tmp_path_factory.mktemp("ml")))
+  return movielens.load_movielens(directory)
+
+
+@pytest.fixture(scope="module")
+def split(data):
+  return splits.per_user_holdout(data.ratings, 0.2, seed=0)
+
+
+def _task(data, split, user_embedding):
+  train, test = split
+  user_to_client = partitions.iid(data.num_users, 3, seed=0)
+  config = rating_ffnn.RatingModelConfig(user_embedding, 4, (8,), 0.0)
+  return movielens_rating.create_rating_task_from_data(
+      data, train, test, user_to_client, preprocessing.ClientSpec(1, 16, 0), config)
+
+
+def test_federated_movie_stats_equal_pooled_counts(data, split):
+  train, _ = split
+  task = _task(data, split, "none")
+  stats = movie_stats.federated_movie_stats(task.train_data, data.num_movies)
+  expected_counts = np.bincount(train["movie"], minlength=data.num_movies)
+  expected_sums = np.bincount(train["movie"], weights=train["rating"],
+                              minlength=data.num_movies)
+  np.testing.assert_array_equal(stats.counts, expected_counts)
+  np.testing.assert_allclose(stats.sums, expected_sums, rtol=1e-6)
+  assert stats.global_mean == pytest.approx(train["rating"].mean(), rel=1e-6)
+  unrated = expected_counts == 0
+  np.testing.assert_allclose(stats.shrunk_means()[unrated], stats.global_mean, rtol=1e-6)
+
+
+def test_user_means_use_only_that_users_ratings(data, split):
+  train, _ = split
+  means = movielens_rating.user_means(train, data.num_users, 3.0)
+  user = int(train["user"].iloc[0])
+  own = train[train["user"] == user]["rating"]
+  k = movielens_rating.USER_MEAN_SHRINKAGE
+  assert means[user] == pytest.approx((own.sum() + k * 3.0) / (len(own) + k))
+
+
+def test_clients_hold_exactly_their_users_ratings(data, split):
+  train, test = split
+  task = _task(data, split, "none")
+  user_to_client = partitions.iid(data.num_users, 3, seed=0)
+  for client in task.train_data.client_ids:
+    users = {int(e["user"]) for e in task.train_data.create_tf_dataset_for_client(client)}
+    assert users == set(np.flatnonzero(user_to_client == int(client))) & set(train["user"])
+  total = sum(int(task.test_data.create_tf_dataset_for_client(c).cardinality())
+              for c in task.test_data.client_ids)
+  assert total == len(test)
+
+
+def test_local_user_embedding_is_not_a_global_weight(data, split):
+  task = _task(data, split, "local")
+  model = task.reconstruction_model_fn()
+  global_names = [v.name for v in model.global_trainable_variables]
+  local_names = [v.name for v in model.local_trainable_variables]
+  assert any(rating_ffnn.USER_EMBEDDING_LAYER in name for name in local_names)
+  assert not any(rating_ffnn.USER_EMBEDDING_LAYER in name for name in global_names)
+  process = algorithms.build_training_process(task, algorithms.AlgorithmConfig("fed_recon"))
+  state = process.initialize()
+  shapes = [np.shape(w) for w in process.get_model_weights(state).trainable]
+  assert (data.num_users, 4) not in shapes
+  datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
+              for c in task.train_data.client_ids]
+  output = process.next(state, datasets)
+  new_shapes = [np.shape(w) for w in process.get_model_weights(output.state).trainable]
+  assert new_shapes == shapes
+
+
+def test_fedavg_with_global_user_embedding_sends_the_table(data, split):
+  task = _task(data, split, "global")
+  process = algorithms.build_training_process(task, algorithms.AlgorithmConfig("fedavg"))
+  shapes = [np.shape(w) for w in process.get_model_weights(process.initialize()).trainable]
+  assert (data.num_users, 4) in shapes
+
+
+def test_algorithm_rejects_mismatched_model(data, split):
+  with pytest.raises(ValueError, match="--algorithm=fed_recon needs"):
+    algorithms.AlgorithmConfig("fed_recon").check_task(_task(data, split, "none"))
+  with pytest.raises(ValueError, match="--algorithm=fedavg would send"):
+    algorithms.AlgorithmConfig("fedavg").check_task(_task(data, split, "local"))
+
+
+def test_model_output_shape(data, split):
+  task = _task(data, split, "global")
+  x, y = next(iter(task.eval_preprocess(task.test_data.create_tf_dataset_for_client("0"))))
+  prediction = task.keras_model_fn()(x)
+  assert prediction.shape == y.shape and y.shape[1] == 1
+  assert prediction.dtype == tf.float32
