@@ -1,9 +1,10 @@
-"""Benchmark of TFRS two-tower retrieval: centralized vs federated (FedAvg).
+"""Benchmark of TFRS two-tower models: centralized vs federated (FedAvg).
 
 Trains on the train split of a ranking protocol (default `recbole_ml1m`),
 reports validation metrics per epoch/round, and full-ranking Recall/NDCG/HR@10
-of the final weights on the test split; writes `retrieval.csv` and
-`retrieval.md` (with date, machine, load average and the command) under
+(`--kind=retrieval`) or the RMSE of predicted ratings (`--kind=ranking`) of
+the final weights on the test split; writes `KIND.csv` and `KIND.md` (with
+date, machine, load average and the command) under
 --output_dir, and optionally exports each model for
 `python -m tff_movierec.recommend`.
 
@@ -27,8 +28,8 @@ from tff_movierec.data.partitions import SCHEMES  # noqa: E402
 from tff_movierec.retrieval import experiment  # noqa: E402
 
 MODES = experiment.MODES
-COLUMNS = ("mode", "query_features", "protocol", "rounds", "test_recall@10",
-           "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "wall_seconds")
+COLUMNS = ("model", "mode", "query_features", "protocol", "rounds", "test_recall@10",
+           "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "test_rmse", "wall_seconds")
 
 
 def parse_args(argv):
@@ -37,6 +38,8 @@ def parse_args(argv):
   parser.add_argument("--synthetic", action="store_true", help="small generated data")
   parser.add_argument("--protocol", default="recbole_ml1m", choices=tuple(experiment.MIN_HISTORY_RATING))
   parser.add_argument("--modes", default="centralized,federated")
+  parser.add_argument("--kind", default="retrieval", choices=("retrieval", "ranking"),
+                      help="two-tower retrieval (in-batch softmax) or ranking (rating MSE)")
   parser.add_argument("--output_dir", default="output/retrieval")
   parser.add_argument("--export_dir", default=None,
                       help="export each mode's model to EXPORT_DIR/<mode> (for recommend)")
@@ -73,19 +76,19 @@ def parse_args(argv):
 
 def _write(rows, args, header, load_before):
   os.makedirs(args.output_dir, exist_ok=True)
-  csv_path = os.path.join(args.output_dir, "retrieval.csv")
+  csv_path = os.path.join(args.output_dir, f"{args.kind}.csv")
   with open(csv_path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-  lines = [f"# TFRS retrieval benchmark ({args.protocol})", ""] + header + [
+  lines = [f"# TFRS two-tower {args.kind} benchmark ({args.protocol})", ""] + header + [
       f"- load average (1/5/15 min) before: {load_before}, after: "
       f"{tuple(round(x, 2) for x in os.getloadavg())}", "",
       "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
   for row in rows:
     lines.append("| " + " | ".join(
         f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + " |")
-  with open(os.path.join(args.output_dir, "retrieval.md"), "w") as f:
+  with open(os.path.join(args.output_dir, f"{args.kind}.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
 
@@ -111,7 +114,7 @@ def main(argv):
 
     centralized = mode == "centralized"
     result = experiment.run_experiment(
-        args.data_dir, mode=mode, protocol=args.protocol, partition=args.partition,
+        args.data_dir, mode=mode, kind=args.kind, protocol=args.protocol, partition=args.partition,
         num_clients=args.num_clients, embedding_dim=args.embedding_dim,
         hidden_units=tuple(int(u) for u in args.hidden_units.split(",") if u),
         use_user_id=args.centralized_user_id and centralized,
@@ -123,18 +126,23 @@ def main(argv):
         server_learning_rate=args.server_learning_rate,
         client_optimizer=args.client_optimizer, client_epochs=args.client_epochs,
         eval_every=args.eval_every, seed=args.seed,
-        export_dir=os.path.join(args.export_dir, mode) if args.export_dir else None,
+        export_dir=(os.path.join(args.export_dir, mode)
+                    if args.export_dir and args.kind == "retrieval" else None),
         use_synthetic_data=args.synthetic, on_round=on_round)
     print(f"[{mode}] test {result}", flush=True)
     features = "user id+" if args.centralized_user_id and centralized else ""
+    nan = float("nan")
     rows.append({
+        "model": args.kind,
         "mode": mode if centralized else
                 f"federated ({args.partition}, {args.num_clients} clients)",
         "query_features": features + "demographics+history", "protocol": args.protocol,
         "rounds": args.epochs if centralized else args.rounds,
-        "test_recall@10": result["test_recall@10"], "test_ndcg@10": result["test_ndcg@10"],
-        "test_hr@10": result["test_hr@10"],
-        "valid_ndcg@10": last.get("valid_ndcg@10", float("nan")),
+        "test_recall@10": result.get("test_recall@10", nan),
+        "test_ndcg@10": result.get("test_ndcg@10", nan),
+        "test_hr@10": result.get("test_hr@10", nan),
+        "valid_ndcg@10": last.get("valid_ndcg@10", nan),
+        "test_rmse": result.get("test_rmse", nan),
         "wall_seconds": result["wall_seconds"]})
   _write(rows, args, header, load_before)
 
