@@ -29,7 +29,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tff_movierec.data.movielens import AGE_BUCKETS, GENDERS, GENRES, DataError, load_movielens
+from tff_movierec.data.movielens import (AGE_LABELS, GENDERS, GENRES, OCCUPATIONS, DataError,
+                                        load_movielens)
 
 MODEL_FILES = ("vocabulary.json", "query_tower", "candidate_tower", "index")
 MIN_GENRE_RATINGS = 3
@@ -152,12 +153,12 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def format_report(user_id: int, data, user: int, result: dict, k: int) -> str:
   demographics = data.users.iloc[user]
-  age = AGE_BUCKETS[int(demographics["age"])]
   genres = ", ".join(f"{g} ({mean:.2f} avg over {count})"
                      for g, mean, count in result["profile"][:TOP_GENRES])
   lines = [
-      f"User {user_id} ({GENDERS[int(demographics['gender'])]}, age bucket {age}, "
-      f"occupation {int(demographics['occupation'])}), {result['num_ratings']} ratings.",
+      f"User {user_id} ({GENDERS[int(demographics['gender'])]}, age "
+      f"{AGE_LABELS[int(demographics['age'])]}, {OCCUPATIONS[int(demographics['occupation'])]}), "
+      f"{result['num_ratings']} ratings.",
       f"Top-rated genres: {genres}",
       f"Top-{k} recommendations (movies the user rated are excluded):",
   ]
