@@ -53,8 +53,8 @@ def federated_run(data, protocol):
   return model, rounds
 
 
-def _frequency(data, protocol):
-  return examples.movie_frequency(protocol.train_ratings, data.num_movies)
+def _stats(data, protocol):
+  return training.pooled_movie_stats(protocol.train_ratings, data.num_movies)
 
 
 def test_training_history_holds_the_users_other_movies_only(protocol, data):
@@ -91,7 +91,7 @@ def test_masked_mean_embedding_ignores_padding():
 
 def test_retrieval_loss_is_the_in_batch_softmax(data, protocol):
   config = RetrievalTaskConfig(logq_correction=False, remove_accidental_hits=False)
-  model = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, config)
+  model = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, config)
   arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
   _, first = np.unique(arrays["movie"], return_index=True)
   rows = first[:8]  # distinct movies
@@ -112,7 +112,7 @@ def test_centralized_training_lowers_loss_and_reports_metrics(centralized, data,
   model, rounds = centralized
   assert [r for r, _ in rounds] == [1, 2]
   batch = _whole_train_batch(protocol, data)
-  untrained = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, TASK)
+  untrained = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, TASK)
   assert model.compute_loss(batch).numpy() < untrained.compute_loss(batch).numpy()
   metrics = rounds[-1][1]
   for name in ("valid_recall@10", "valid_ndcg@10", "valid_hr@10"):
@@ -121,7 +121,7 @@ def test_centralized_training_lowers_loss_and_reports_metrics(centralized, data,
 
 
 def test_variable_model_forward_pass_is_the_tfrs_loss(data, protocol):
-  model = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, TASK,
+  model = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, TASK,
                                with_metrics=False)
   arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
   batch = training.to_batch(TOWERS)({k: tf.constant(v[:16]) for k, v in arrays.items()})
@@ -138,7 +138,7 @@ def test_variable_model_forward_pass_is_the_tfrs_loss(data, protocol):
 @pytest.mark.parametrize("use_user_id", [False, True])
 def test_only_the_user_id_variant_ships_per_user_rows(data, protocol, use_user_id):
   tower_config = TowerConfig(embedding_dim=8, history_length=6, use_user_id=use_user_id)
-  model = training.build_model("retrieval", data, _frequency(data, protocol), tower_config, TASK)
+  model = training.build_model("retrieval", data, _stats(data, protocol), tower_config, TASK)
   per_user = [v.name for v in model.trainable_variables if v.shape[0] == data.num_users]
   assert bool(per_user) == use_user_id
 
@@ -147,7 +147,7 @@ def test_federated_training_updates_the_global_towers(federated_run, data, proto
   model, rounds = federated_run
   assert len(rounds) == 2 and all(np.isfinite(m["train_loss"]) for _, m in rounds)
   assert 0.0 <= rounds[-1][1]["valid_ndcg@10"] <= 1.0
-  untrained = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, TASK)
+  untrained = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, TASK)
   batch = _whole_train_batch(protocol, data)
   assert model.compute_loss(batch).numpy() < untrained.compute_loss(batch).numpy()
   assert not np.allclose(evaluation.candidate_matrix(model, data.num_movies),
@@ -203,17 +203,17 @@ def test_export_loads_in_a_fresh_process_and_matches(centralized, data, tmp_path
   assert loaded["dim"] == TOWERS.embedding_dim
 
 
-def test_federated_movie_frequency_equals_the_pooled_one(data, protocol):
-  client_data = training.federated_client_data(data, protocol, TOWERS,
-                                               PartitionSpec("dirichlet", 3))
-  np.testing.assert_allclose(
-      training.federated_movie_frequency(client_data, data.num_movies),
-      _frequency(data, protocol), rtol=1e-5, atol=1e-7)
+def test_federated_movie_stats_equal_the_pooled_ones(data, protocol):
+  setup = training.federated_setup("retrieval", data, protocol, TOWERS, TASK,
+                                   PartitionSpec("dirichlet", 3), training.ClientSpec())
+  pooled = _stats(data, protocol)
+  np.testing.assert_allclose(setup.movie_stats.counts, pooled.counts)
+  np.testing.assert_allclose(setup.movie_stats.sums, pooled.sums, rtol=1e-6)
 
 
 def test_corpus_negatives_make_the_softmax_cover_every_movie(data, protocol):
   config = RetrievalTaskConfig(corpus_negatives=True)
-  model = training.build_model("retrieval", data, _frequency(data, protocol), TOWERS, config)
+  model = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, config)
   arrays = examples.training_examples(protocol.train_ratings, data.users, 6)
   rows = np.arange(12)
   batch = training.to_batch(TOWERS)({k: tf.constant(v[rows]) for k, v in arrays.items()})

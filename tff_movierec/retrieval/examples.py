@@ -101,8 +101,3 @@ def user_queries(interactions: pd.DataFrame, users: pd.DataFrame,
 def _demographics(users: pd.DataFrame, user_indices: np.ndarray) -> Dict[str, np.ndarray]:
   return {name: users[name].to_numpy(np.int32)[user_indices] for name in DEMOGRAPHICS}
 
-
-def movie_frequency(interactions: pd.DataFrame, num_movies: int) -> np.ndarray:
-  """float32 [M]: share of interactions per movie (the in-batch sampling rate)."""
-  counts = np.bincount(interactions["movie"].to_numpy(), minlength=num_movies)
-  return (counts / max(counts.sum(), 1)).astype(np.float32)

@@ -101,12 +101,18 @@ def build_candidate_tower(config: TowerConfig, genres: np.ndarray) -> tf.keras.M
   return tf.keras.Model({"movie": movie}, output, name="candidate_tower")
 
 
-def build_rating_head(embedding_dim: int, hidden_units=(64, 32)) -> tf.keras.Model:
-  """[B, D] query and [B, D] candidate embeddings -> float32 [B, 1] rating."""
+def build_rating_head(embedding_dim: int, initial_rating: float,
+                      hidden_units=(64, 32)) -> tf.keras.Model:
+  """[B, D] query and [B, D] candidate embeddings -> float32 [B, 1] rating.
+
+  The output bias starts at `initial_rating` (the training mean), so training
+  starts from the global-mean predictor.
+  """
   query = tf.keras.Input(shape=(embedding_dim,), name="query_embedding")
   candidate = tf.keras.Input(shape=(embedding_dim,), name="candidate_embedding")
   hidden = tf.keras.layers.Concatenate()([query, candidate])
   for units in hidden_units:
     hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-  rating = tf.keras.layers.Dense(1, name="rating")(hidden)
+  rating = tf.keras.layers.Dense(
+      1, bias_initializer=tf.keras.initializers.Constant(initial_rating), name="rating")(hidden)
   return tf.keras.Model([query, candidate], rating, name="rating_head")

@@ -78,24 +78,34 @@ class TrainConfig:
       raise ValueError(f"--eval_split={self.eval_split!r}: 'valid' or 'test'.")
 
 
-def build_model(kind: str, data: MovieLens, movie_frequency: np.ndarray,
+def pooled_movie_stats(ratings, num_movies: int) -> movie_stats.MovieStats:
+  """Per-movie rating sums and counts of a ratings frame (centralized training)."""
+  movies = ratings["movie"].to_numpy()
+  return movie_stats.MovieStats(
+      np.bincount(movies, ratings["rating"].to_numpy(), num_movies).astype(np.float32),
+      np.bincount(movies, minlength=num_movies).astype(np.float32))
+
+
+def build_model(kind: str, data: MovieLens, stats: movie_stats.MovieStats,
                 tower_config: TowerConfig, task_config: RetrievalTaskConfig,
                 with_metrics: bool = True) -> models.TwoTowerEmbeddings:
   """A fresh retrieval or ranking tfrs model with functional towers.
 
   Args:
-    movie_frequency: float32 [M], share of training interactions per movie
-      (the logQ correction of the retrieval loss; see `movie_frequency`).
+    stats: per-movie rating sums and counts of the training data; they set
+      the logQ correction of the retrieval loss (interaction share per movie)
+      and the initial output of the rating head (the mean rating).
   """
   query_tower = towers.build_query_tower(tower_config, data.num_users, data.num_movies)
   candidate_tower = towers.build_candidate_tower(tower_config, genre_multi_hot(data))
   if kind == "retrieval":
     return models.RetrievalModel(
         query_tower, candidate_tower, tasks.retrieval_task(task_config), task_config,
-        data.num_movies, movie_frequency)
+        data.num_movies, (stats.counts / max(stats.counts.sum(), 1.0)).astype(np.float32))
   if kind == "ranking":
     return models.RankingModel(
-        query_tower, candidate_tower, towers.build_rating_head(tower_config.embedding_dim),
+        query_tower, candidate_tower,
+        towers.build_rating_head(tower_config.embedding_dim, initial_rating=stats.global_mean),
         tasks.ranking_task(with_metrics))
   raise ValueError(f"model kind {kind!r}: expected one of {MODEL_KINDS}.")
 
@@ -159,8 +169,8 @@ def train_centralized(kind: str, data: MovieLens, protocol: protocols.RankingPro
                       ) -> models.TwoTowerEmbeddings:
   """Keras `fit` of a tfrs model, one epoch per round; histories resampled per epoch."""
   tf.keras.utils.set_random_seed(config.seed)
-  frequency = examples.movie_frequency(protocol.train_ratings, data.num_movies)
-  model = build_model(kind, data, frequency, tower_config, task_config)
+  stats = pooled_movie_stats(protocol.train_ratings, data.num_movies)
+  model = build_model(kind, data, stats, tower_config, task_config)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   convert = to_batch(tower_config)
   for round_num in range(1, config.rounds + 1):
@@ -196,17 +206,6 @@ def federated_client_data(data: MovieLens, protocol: protocols.RankingProtocol,
   return make_client_data(arrays, user_to_client[arrays["user"]], num_clients)
 
 
-def federated_movie_frequency(client_data: tff.simulation.datasets.ClientData,
-                              num_movies: int) -> np.ndarray:
-  """float32 [M] interaction shares per movie, from a federated sum of client counts.
-
-  Only the summed per-movie counts reach the server (`movie_stats`), never a
-  user's interactions; they set the logQ correction of the retrieval loss.
-  """
-  counts = movie_stats.federated_movie_stats(client_data, num_movies).counts
-  return (counts / max(counts.sum(), 1.0)).astype(np.float32)
-
-
 @dataclasses.dataclass(frozen=True)
 class FederatedSetup:
   """What a federated run of a two-tower model needs.
@@ -216,14 +215,15 @@ class FederatedSetup:
     client_ids: the clients that hold at least one example.
     preprocess: raw client dataset -> batches `OrderedDict(x=..., y=...)`.
     model_fn: () -> a new `TfrsVariableModel` (for TFF's learning processes).
-    movie_frequency: float32 [M] interaction shares from a federated sum.
+    movie_stats: per-movie rating sums and counts from a federated sum (only
+      the totals reach the server, never a user's interactions).
   """
 
   client_data: tff.simulation.datasets.ClientData
   client_ids: List[str]
   preprocess: Callable[[tf.data.Dataset], tf.data.Dataset]
   model_fn: Callable[[], federated.TfrsVariableModel]
-  movie_frequency: np.ndarray
+  movie_stats: movie_stats.MovieStats
 
 
 def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
@@ -238,14 +238,14 @@ def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProto
   # Computed eagerly: model_fn runs inside TFF tracing, where the in-memory
   # client tensors cannot be captured.
   input_spec = preprocess(client_data.create_tf_dataset_for_client(client_ids[0])).element_spec
-  frequency = federated_movie_frequency(client_data, data.num_movies)
+  stats = movie_stats.federated_movie_stats(client_data, data.num_movies)
 
   def model_fn():
     return federated.TfrsVariableModel(
-        build_model(kind, data, frequency, tower_config, task_config, with_metrics=False),
+        build_model(kind, data, stats, tower_config, task_config, with_metrics=False),
         input_spec)
 
-  return FederatedSetup(client_data, client_ids, preprocess, model_fn, frequency)
+  return FederatedSetup(client_data, client_ids, preprocess, model_fn, stats)
 
 
 def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
