@@ -113,6 +113,15 @@ class AggregatorSpec:
       quantile = self.target_unclipped_quantile
       if quantile is not None and not 0 < quantile < 1:
         raise ValueError(f"--target_unclipped_quantile={quantile}: must be in (0, 1).")
+      # TFF spends part of the privacy budget on the clipped-count estimate,
+      # whose noise std defaults to 0.05 * clients_per_round; it must exceed
+      # noise_multiplier / 2.
+      if self.noise_multiplier >= 0.1 * self.clients_per_round:
+        raise ValueError(
+            f"--aggregator=dp_adaptive with --noise_multiplier={self.noise_multiplier} "
+            f"needs --clients_per_round > {10 * self.noise_multiplier:g} (got "
+            f"{self.clients_per_round}): the adaptive clip estimate would use up the "
+            "whole privacy budget. Use more clients per round or --aggregator=dp_fixed.")
 
   @property
   def is_dp(self) -> bool:
@@ -146,3 +155,17 @@ def build_aggregator(spec: AggregatorSpec) -> tff.aggregators.AggregationFactory
   if spec.kind == "secure":
     return tff.learning.secure_aggregator(zeroing=spec.zeroing, weighted=spec.weighted)
   return tff.learning.compression_aggregator(zeroing=spec.zeroing, weighted=spec.weighted)
+
+
+def set_simulation_context(spec: AggregatorSpec) -> None:
+  """Installs the TFF execution context that can simulate `spec`.
+
+  TFF's native runtime has no implementation of the secure-sum intrinsics used
+  by `secure`; `tff.backends.test`'s context simulates them (in the clear, for
+  research). Every other kind runs in the native local C++ context.
+  """
+  if spec.kind == "secure":
+    tff.backends.test.set_sync_test_cpp_execution_context()
+  else:
+    tff.backends.native.set_sync_local_cpp_execution_context()
+

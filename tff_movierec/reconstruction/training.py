@@ -35,7 +35,9 @@ class ExperimentConfig:
     eval_every: evaluate every this many rounds (and after the last); 0 = only
       after the last (--rounds_per_eval).
     eval_clients: clients used by the periodic evaluations (a fixed random
-      subset; None = all). The final evaluation always uses all clients.
+      subset; None = all).
+    final_eval_clients: clients used by the final evaluation of seen and of
+      unseen users (a fixed random subset of each; None = all).
     embedding_dim, init_stddev, use_genres: see `model.MFConfig`.
     recon: optimizers and local steps.
     aggregator: model-update aggregator; its `client_weighting` must agree
@@ -49,6 +51,7 @@ class ExperimentConfig:
   sampling: str = "uniform"
   eval_every: int = 10
   eval_clients: Optional[int] = 1000
+  final_eval_clients: Optional[int] = None
   embedding_dim: int = 16
   init_stddev: float = 0.1
   use_genres: bool = False
@@ -66,8 +69,10 @@ class ExperimentConfig:
       raise ValueError(f"--client_sampling={self.sampling!r}: must be one of {SAMPLINGS}.")
     if self.eval_every < 0:
       raise ValueError(f"--rounds_per_eval={self.eval_every}: must be >= 0.")
-    if self.eval_clients is not None and self.eval_clients < 1:
-      raise ValueError(f"eval_clients={self.eval_clients}: must be >= 1.")
+    for name in ("eval_clients", "final_eval_clients"):
+      value = getattr(self, name)
+      if value is not None and value < 1:
+        raise ValueError(f"{name}={value}: must be >= 1.")
     if self.aggregator.weighted == self.recon.uniform_weighting:
       raise ValueError(
           f"--client_weighting={self.aggregator.client_weighting} disagrees with the "
@@ -188,8 +193,8 @@ def run_recon_experiment(
       `epsilon`; on evaluation rounds also `eval/rmse`, `eval/mae`.
 
   Returns:
-    Final metrics: `eval/rmse`, `eval/mae` (all training users' held-out
-    ratings), `unseen/rmse`, `unseen/mae` (if `eval_unseen`), `epsilon` and
+    Final metrics: `eval/rmse`, `eval/mae` (training users' held-out ratings),
+    `eval/clients` (how many users that evaluation covered), `unseen/rmse`, `unseen/mae` (if `eval_unseen`), `epsilon` and
     `delta` (if DP), `rounds`, `train_seconds`.
   """
   model_fn = process.model_fn_for(config.mf_config(num_movies), genres)
@@ -204,10 +209,15 @@ def run_recon_experiment(
     tracker = privacy.EpsilonTracker(config.aggregator.noise_multiplier,
                                      sampler.sampling_probability, delta)
   eval_rng = np.random.default_rng(config.seed + 1)
-  periodic_ids = eval_seen.client_ids
-  if config.eval_clients is not None and config.eval_clients < len(periodic_ids):
-    periodic_ids = sorted(eval_rng.choice(periodic_ids, config.eval_clients, replace=False),
-                          key=int)
+
+  def subset(users, size):
+    if size is None or size >= len(users):
+      return users.client_ids
+    return sorted(eval_rng.choice(users.client_ids, size, replace=False), key=int)
+
+  periodic_ids = subset(eval_seen, config.eval_clients)
+  final_ids = subset(eval_seen, config.final_eval_clients)
+  unseen_ids = subset(eval_unseen, config.final_eval_clients) if eval_unseen is not None else None
   writer = _MetricsWriter(output_dir)
   state = training.initialize()
   train_seconds = 0.0
@@ -231,10 +241,12 @@ def run_recon_experiment(
       result = evaluate(evaluation, training.get_model_weights(state), eval_seen, periodic_ids)
       metrics.update({"eval/rmse": result["rmse"], "eval/mae": result["mae"]})
     if last:
-      result = evaluate(evaluation, training.get_model_weights(state), eval_seen)
-      metrics.update({"eval/rmse": result["rmse"], "eval/mae": result["mae"]})
+      result = evaluate(evaluation, training.get_model_weights(state), eval_seen, final_ids)
+      metrics.update({"eval/rmse": result["rmse"], "eval/mae": result["mae"],
+                      "eval/clients": result["num_clients"]})
       if eval_unseen is not None:
-        unseen = evaluate(evaluation, training.get_model_weights(state), eval_unseen)
+        unseen = evaluate(evaluation, training.get_model_weights(state), eval_unseen,
+                          unseen_ids)
         metrics.update({"unseen/rmse": unseen["rmse"], "unseen/mae": unseen["mae"]})
     writer.write(round_num, metrics)
     if on_round is not None:

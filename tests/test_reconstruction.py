@@ -1,0 +1,216 @@
+"""FedRecon matrix factorization: data, global/local split, training, evaluation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tff_movierec import reconstruction
+from tff_movierec.data import movielens, splits, synthetic
+from tff_movierec.reconstruction import client_datasets, model
+from tasks import movielens_recon
+
+DIM = 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp("movielens"))
+  synthetic.write_synthetic_movielens(folder, num_users=40, num_movies=50,
+                                      ratings_per_user=20, seed=3)
+  return movielens.load_movielens(folder)
+
+
+@pytest.fixture(scope="module")
+def task(data):
+  return movielens_recon.recon_task_from_data(data, cold_start_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def recon_config():
+  return reconstruction.ReconConfig(reconstruction_steps=5, server_learning_rate=0.05,
+                                    client_learning_rate=0.5,
+                                    reconstruction_learning_rate=0.5)
+
+
+@pytest.fixture(scope="module")
+def model_fn(task):
+  return reconstruction.model_fn_for(
+      reconstruction.MFConfig(num_movies=task.num_movies, embedding_dim=DIM, init_stddev=0.3))
+
+
+@pytest.fixture(scope="module")
+def training(model_fn, recon_config):
+  return reconstruction.build_training_process(model_fn, recon_config)
+
+
+@pytest.fixture(scope="module")
+def evaluation(model_fn, recon_config):
+  return reconstruction.build_evaluation_process(model_fn, recon_config)
+
+
+def _rows(dataset):
+  return [(m.numpy().tolist(), r.numpy().tolist()) for m, r in dataset]
+
+
+# ---- the user embedding stays on the client ---------------------------------
+
+def test_server_model_holds_exactly_the_movie_side(task, training):
+  weights = training.get_model_weights(training.initialize())
+  shapes = [tuple(np.shape(w)) for w in weights.trainable]
+  assert shapes == [(task.num_movies, DIM), (task.num_movies,), ()]
+  assert list(weights.non_trainable) == []
+  assert (DIM,) not in shapes  # no user-embedding-shaped tensor reaches the server
+  state_type = str(training.next.type_signature.parameter[0])
+  assert f"float32[{DIM}]" not in state_type
+
+
+def test_variables_are_split_into_movie_side_global_and_user_side_local(task):
+  for genres in (None, task.genres):
+    config = reconstruction.MFConfig(num_movies=task.num_movies, embedding_dim=DIM,
+                                     use_genres=genres is not None)
+    mf = reconstruction.build_reconstruction_model(config, genres)
+    names = lambda variables: [v.name.split(":")[0] for v in variables]
+    expected = ["movie_embedding", "movie_bias", "global_bias"]
+    if genres is not None:
+      expected += ["genre_embedding", "genre_bias"]
+    assert names(mf.global_trainable_variables) == expected
+    assert names(mf.local_trainable_variables) == ["user_embedding", "user_bias"]
+    assert mf.global_non_trainable_variables == mf.local_non_trainable_variables == []
+    output = mf.forward_pass((tf.constant([0, 3, 3]), tf.constant([4.0, 2.0, 1.0])))
+    assert output.predictions.shape == [3]
+    assert int(output.num_examples) == 3
+
+
+# ---- client datasets ---------------------------------------------------------
+
+def test_training_datasets_split_each_users_ratings_in_two_disjoint_parts():
+  ratings = pd.DataFrame({"user": [0] * 6 + [2], "movie": [5, 1, 2, 3, 4, 0, 7],
+                          "rating": [1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 3.0]})
+  users = client_datasets.training_datasets(ratings, reconstruction_fraction=0.5, seed=0)
+  assert users.client_ids == ["0", "2"]
+  (recon_movies, _), (post_movies, _) = _rows(users.dataset("0"))
+  assert len(recon_movies) == 3 and len(post_movies) == 3
+  assert sorted(recon_movies + post_movies) == [0, 1, 2, 3, 4, 5]
+  assert users.part_sizes("0") == (3, 3)
+  # A single rating serves both stages.
+  assert _rows(users.dataset("2")) == [([7], [3.0]), ([7], [3.0])]
+
+
+def test_evaluation_datasets_reconstruct_from_train_and_score_held_out():
+  train = pd.DataFrame({"user": [1, 1, 4], "movie": [0, 1, 2], "rating": [1.0, 2.0, 3.0]})
+  test = pd.DataFrame({"user": [1], "movie": [9], "rating": [5.0]})
+  users = client_datasets.evaluation_datasets(train, test)
+  assert users.client_ids == ["1"]
+  assert _rows(users.dataset("1")) == [([0, 1], [1.0, 2.0]), ([9], [5.0])]
+  with pytest.raises(ValueError, match="user 7 has held-out ratings but none"):
+    client_datasets.evaluation_datasets(train, pd.DataFrame(
+        {"user": [7], "movie": [0], "rating": [1.0]}))
+
+
+def test_split_fn_repeats_each_batch():
+  dataset = tf.data.Dataset.from_tensors(([1], [1.0])).concatenate(
+      tf.data.Dataset.from_tensors(([2], [2.0])))
+  first, second = client_datasets.split_fn(3, 2)(dataset)
+  assert [m.numpy().tolist() for m, _ in first] == [[1]] * 3
+  assert [m.numpy().tolist() for m, _ in second] == [[2]] * 2
+
+
+def test_task_holds_out_unseen_users_and_keeps_the_canonical_holdout(data, task):
+  seen = {int(c) for c in task.train.client_ids}
+  unseen = {int(c) for c in task.eval_unseen.client_ids}
+  assert not seen & unseen
+  assert len(seen | unseen) == data.num_users
+  assert set(task.eval_seen.client_ids) == set(task.train.client_ids)
+  test_ratings = sum(task.eval_seen.part_sizes(c)[1] for c in task.eval_seen.client_ids)
+  test_ratings += sum(task.eval_unseen.part_sizes(c)[1] for c in task.eval_unseen.client_ids)
+  assert test_ratings == pytest.approx(0.1 * len(data.ratings), abs=data.num_users)
+
+
+# ---- training and evaluation -------------------------------------------------
+
+def test_training_fits_the_training_ratings(data, task, training, evaluation):
+  train, _ = splits.per_user_holdout(data.ratings, 0.1, seed=0)
+  train = train[train["user"].isin([int(c) for c in task.train.client_ids])]
+  fit = client_datasets.evaluation_datasets(train, train)
+  state = training.initialize()
+  before = reconstruction.evaluate(evaluation, training.get_model_weights(state), fit)
+  rng = np.random.default_rng(0)
+  for _ in range(15):
+    ids = rng.choice(task.train.client_ids, 10, replace=False)
+    state = training.next(state, task.train.datasets(ids)).state
+  after = reconstruction.evaluate(evaluation, training.get_model_weights(state), fit)
+  assert after["rmse"] < before["rmse"] - 0.05
+  assert after["num_clients"] == len(task.train)
+
+
+def test_evaluation_pools_ratings_across_chunks(task, training, evaluation):
+  weights = training.get_model_weights(training.initialize())
+  whole = reconstruction.evaluate(evaluation, weights, task.eval_seen)
+  chunked = reconstruction.evaluate(evaluation, weights, task.eval_seen, chunk_size=7)
+  assert chunked["rmse"] == pytest.approx(whole["rmse"], rel=1e-5)
+  assert chunked["num_ratings"] == whole["num_ratings"]
+
+
+def test_evaluation_matches_a_direct_reconstruction(task, training, evaluation, recon_config):
+  """Re-derives one user's held-out RMSE by running reconstruction in plain TF."""
+  weights = training.get_model_weights(training.initialize())
+  client = task.eval_seen.client_ids[0]
+  via_tff = reconstruction.evaluate(evaluation, weights, task.eval_seen, [client])
+  (train_movies, train_ratings), (test_movies, test_ratings) = list(
+      task.eval_seen.dataset(client))
+  movie_embedding, movie_bias, global_bias = weights.trainable
+  user, bias = tf.zeros([DIM]), tf.constant(0.0)
+  predict = lambda movies, u, b: (global_bias + b + tf.gather(movie_bias, movies)
+                                  + tf.linalg.matvec(tf.gather(movie_embedding, movies), u))
+  for _ in range(recon_config.reconstruction_steps):
+    with tf.GradientTape() as tape:
+      tape.watch([user, bias])
+      loss = tf.reduce_mean(tf.square(predict(train_movies, user, bias) - train_ratings))
+    grad_user, grad_bias = tape.gradient(loss, [user, bias])
+    user -= recon_config.reconstruction_learning_rate * grad_user
+    bias -= recon_config.reconstruction_learning_rate * grad_bias
+  errors = predict(test_movies, user, bias) - test_ratings
+  assert via_tff["rmse"] == pytest.approx(float(tf.sqrt(tf.reduce_mean(errors**2))), rel=1e-4)
+
+
+def test_experiment_reports_every_round_and_unseen_users(task, tmp_path):
+  config = reconstruction.ExperimentConfig(
+      rounds=2, clients_per_round=5, eval_every=1, eval_clients=5, embedding_dim=DIM,
+      recon=reconstruction.ReconConfig(reconstruction_steps=2))
+  seen = []
+  final = reconstruction.run_recon_experiment(
+      task.train, task.eval_seen, task.num_movies, config, eval_unseen=task.eval_unseen,
+      output_dir=str(tmp_path), on_round=lambda r, m: seen.append((r, dict(m))))
+  assert [r for r, _ in seen] == [1, 2]
+  assert {"train/loss", "train/rmse", "eval/rmse", "clients"} <= set(seen[0][1])
+  assert {"eval/rmse", "unseen/rmse", "unseen/mae"} <= set(final)
+  assert final["eval/rmse"] == seen[-1][1]["eval/rmse"]
+  lines = (tmp_path / "metrics.csv").read_text().splitlines()
+  assert len(lines) == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rounds=0), "--rounds=0"),
+    (dict(sampling="random"), "--client_sampling='random'"),
+    (dict(clients_per_round=0), "--clients_per_round=0"),
+])
+def test_experiment_config_validation(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    reconstruction.ExperimentConfig(**kwargs)
+
+
+def test_recon_config_names_bad_optimizer_flag():
+  with pytest.raises(ValueError, match="--server_optimizer='lbfgs'"):
+    reconstruction.ReconConfig(server_optimizer="lbfgs")
+  with pytest.raises(ValueError, match="--reconstruction_steps=0"):
+    reconstruction.ReconConfig(reconstruction_steps=0)
+
+
+def test_poisson_sampler_draws_about_k_clients():
+  from tff_movierec.reconstruction.training import ClientSampler
+  sampler = ClientSampler([str(i) for i in range(1000)], 100, "poisson", seed=0)
+  sizes = [len(sampler.sample()) for _ in range(50)]
+  assert 80 < np.mean(sizes) < 120 and len(set(sizes)) > 1
+  uniform = ClientSampler([str(i) for i in range(1000)], 100, "uniform", seed=0)
+  assert len(set(uniform.sample())) == 100
