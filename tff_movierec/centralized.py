@@ -132,7 +132,8 @@ def cold_start_table(data: MovieLens, models: Sequence[str], seed: int) -> pd.Da
       rows.append({"setting": setting, "model": name, "num_ratings": len(unseen),
                    **_rating_row(model, unseen), "fit_seconds": seconds,
                    "fallback": COLD_START_FALLBACKS[name]})
-  return pd.DataFrame(rows)
+  columns = ["setting", "model", "num_ratings", *RATING_METRICS, "fit_seconds", "fallback"]
+  return pd.DataFrame(rows, columns=columns)
 
 
 def bias_ablation_table(data: MovieLens, seed: int) -> pd.DataFrame:
