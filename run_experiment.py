@@ -34,10 +34,11 @@ from tff_movierec.data import movielens, partitions, preprocessing, synthetic
 from tff_movierec.data.download import DataError
 from tff_movierec.models import rating_ffnn
 from tff_movierec.privacy import accounting, aggregators
+from tff_movierec.retrieval import experiment as retrieval_experiment
 from tff_movierec.training import algorithms, evaluation, loop, managers
 from tff_movierec.training.optimizers import OptimizerSpec
 
-_TASKS = ("movielens_rating", "eda", "centralized")
+_TASKS = ("movielens_rating", "eda", "centralized", "movielens_retrieval")
 
 # Task.
 _TASK = flags.DEFINE_enum("task", "movielens_rating", _TASKS, "What to run.")
@@ -46,6 +47,13 @@ _EXPERIMENT_NAME = flags.DEFINE_string(
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the split, partition, sampling and init.")
 _USE_SYNTHETIC_DATA = flags.DEFINE_bool(
     "use_synthetic_data", False, "Use small generated data instead of MovieLens (for tests).")
+
+_RETRIEVAL_MODE = flags.DEFINE_enum(
+    "retrieval_mode", "federated", ["centralized", "federated"],
+    "movielens_retrieval: Keras fit (--total_rounds epochs) or FedAvg (--total_rounds rounds).")
+_RANKING_PROTOCOL = flags.DEFINE_enum(
+    "ranking_protocol", "recbole_ml1m", ["recbole_ml1m", "holdout"],
+    "movielens_retrieval: split and full-ranking protocol.")
 
 # Data and partition.
 _DATA_DIR = flags.DEFINE_string(
@@ -133,7 +141,8 @@ _ROUNDS_PER_CHECKPOINT = flags.DEFINE_integer(
 
 FLAGS = flags.FLAGS
 _GROUPS = collections.OrderedDict([
-    ("task", ["task", "experiment_name", "seed", "use_synthetic_data"]),
+    ("task", ["task", "experiment_name", "seed", "use_synthetic_data", "retrieval_mode",
+              "ranking_protocol"]),
     ("data", ["data_dir", "test_fraction", "partition", "num_clients",
               "dirichlet_concentration", "partition_attribute"]),
     ("model", ["user_embedding", "embedding_dim", "hidden_units", "dropout",
@@ -239,6 +248,22 @@ def run_centralized() -> None:
   print(f"Results written to {os.path.join(_output_dir(), 'results.csv')}")
 
 
+def run_retrieval() -> None:
+  """TFRS two-tower retrieval; prints test metrics and exports for `recommend`."""
+  def on_round(round_num, metrics):
+    logging.info("round %d: %s", round_num, {k: round(v, 4) for k, v in metrics.items()})
+
+  export_dir = os.path.join(_output_dir(), "export")
+  result = retrieval_experiment.run_experiment(
+      _DATA_DIR.value, mode=_RETRIEVAL_MODE.value, protocol=_RANKING_PROTOCOL.value,
+      partition=_PARTITION.value, num_clients=_NUM_CLIENTS.value,
+      rounds=_TOTAL_ROUNDS.value, seed=_SEED.value, export_dir=export_dir,
+      use_synthetic_data=_USE_SYNTHETIC_DATA.value, on_round=on_round)
+  print({k: round(v, 4) for k, v in result.items()})
+  print(f"Recommend from the exported model: python -m tff_movierec.recommend "
+        f"--user 1841 --k 5 --model_dir {export_dir}")
+
+
 def run_rating(configs) -> None:
   """The federated rating study; writes metrics.csv, per_client.csv, TensorBoard."""
 
@@ -300,6 +325,8 @@ def main(argv) -> None:
       run_eda()
     elif _TASK.value == "centralized":
       run_centralized()
+    elif _TASK.value == "movielens_retrieval":
+      run_retrieval()
     else:
       run_rating(_configs())
   except (FlagError, DataError) as e:
