@@ -244,7 +244,7 @@ def run_eda() -> None:
 def run_centralized() -> None:
   table = centralized.run_centralized(movielens.load_movielens(_data_dir()), _output_dir(),
                                       seed=_SEED.value)
-  print(table.to_string(index=False))
+  print(centralized.to_markdown(table.drop(columns=["params"])))
   print(f"Results written to {os.path.join(_output_dir(), 'results.csv')}")
 
 

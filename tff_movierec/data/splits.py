@@ -16,6 +16,27 @@ from tff_movierec.data.movielens import MovieLens
 Split = Tuple[pd.DataFrame, pd.DataFrame]
 
 
+def random_rank_within_user(users: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+  """A uniformly random order of each user's rows, deterministic for `seed`.
+
+  Args:
+    users: int [N], the user of each row.
+
+  Returns:
+    (rank, count), int [N] each: the row's position 0..n-1 in its user's random
+    order, and n, that user's number of rows.
+  """
+  rng = np.random.default_rng(seed)
+  order = np.lexsort((rng.random(len(users)), users))
+  sorted_users = users[order]
+  starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+  counts = np.diff(np.r_[starts, len(sorted_users)])
+  rank, count = np.empty(len(users), np.int64), np.empty(len(users), np.int64)
+  rank[order] = np.arange(len(order)) - np.repeat(starts, counts)
+  count[order] = np.repeat(counts, counts)
+  return rank, count
+
+
 def per_user_holdout(
     ratings: pd.DataFrame, test_fraction: float = 0.1, seed: int = 0
 ) -> Split:
@@ -31,16 +52,9 @@ def per_user_holdout(
   """
   if not 0.0 < test_fraction < 1.0:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-  rng = np.random.default_rng(seed)
-  users = ratings["user"].to_numpy()
-  order = np.lexsort((rng.random(len(ratings)), users))
-  sorted_users = users[order]
-  starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-  counts = np.diff(np.r_[starts, len(sorted_users)])
-  num_test = np.minimum(np.maximum(np.rint(test_fraction * counts), 1), counts - 1)
-  rank = np.arange(len(order)) - np.repeat(starts, counts)
-  is_test = np.zeros(len(ratings), dtype=bool)
-  is_test[order] = rank < np.repeat(num_test, counts)
+  rank, count = random_rank_within_user(ratings["user"].to_numpy(), seed)
+  num_test = np.minimum(np.maximum(np.rint(test_fraction * count), 1), count - 1)
+  is_test = rank < num_test
   return ratings[~is_test], ratings[is_test]
 
 

@@ -75,19 +75,11 @@ def per_user_ratio_split(ratings: pd.DataFrame, valid_fraction: float = 0.1,
   Each user's rows are shuffled; the last floor(test_fraction * n) go to
   test, the floor(valid_fraction * n) before them to valid, the rest to train.
   """
-  rng = np.random.default_rng(seed)
-  users = ratings["user"].to_numpy()
-  order = np.lexsort((rng.random(len(ratings)), users))
-  sorted_users = users[order]
-  starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-  counts = np.diff(np.r_[starts, len(sorted_users)])
-  num_valid = np.floor(valid_fraction * counts + 1e-9).astype(int)
-  num_test = np.floor(test_fraction * counts + 1e-9).astype(int)
-  rank = np.arange(len(order)) - np.repeat(starts, counts)
-  num_train = counts - num_valid - num_test
-  part = np.zeros(len(ratings), np.int8)
-  part[order] = ((rank >= np.repeat(num_train, counts)).astype(np.int8)
-                 + (rank >= np.repeat(num_train + num_valid, counts)))
+  rank, count = splits.random_rank_within_user(ratings["user"].to_numpy(), seed)
+  num_valid = np.floor(valid_fraction * count + 1e-9).astype(int)
+  num_test = np.floor(test_fraction * count + 1e-9).astype(int)
+  num_train = count - num_valid - num_test
+  part = (rank >= num_train).astype(np.int8) + (rank >= num_train + num_valid)
   return ratings[part == 0], ratings[part == 1], ratings[part == 2]
 
 
