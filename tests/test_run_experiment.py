@@ -37,7 +37,7 @@ def _read_rounds(path):
     return [int(row["round_num"]) for row in csv.DictReader(f)]
 
 
-def test_main_two_rounds_writes_all_outputs(tmp_path, capsys):
+def test_main_two_rounds_writes_all_outputs(tmp_path, capfd):
   output = _run(tmp_path)
   assert _read_rounds(output) == [1, 2]
   per_client = pd.read_csv(os.path.join(output, "per_client.csv"))
@@ -53,7 +53,7 @@ def test_main_two_rounds_writes_all_outputs(tmp_path, capsys):
   hparams = pd.read_csv(os.path.join(output, "hparams.csv"))
   assert hparams.loc[0, "algorithm"] == "fed_recon"
   assert os.listdir(os.path.join(output, "tensorboard"))
-  assert "per_client.csv" in capsys.readouterr().out
+  assert "per_client.csv" in capfd.readouterr().out
 
 
 def test_killed_run_resumes_at_next_round(tmp_path):
@@ -76,9 +76,9 @@ def test_killed_run_resumes_at_next_round(tmp_path):
     (dict(hidden_units=["a"]), "--hidden_units=a"),
     (dict(server_optimizer="adam", server_beta_1=1.5), "--server_beta_1=1.5"),
 ])
-def test_contradictory_flags_fail_before_training(tmp_path, capsys, overrides, message):
+def test_contradictory_flags_fail_before_training(tmp_path, capfd, overrides, message):
   with pytest.raises(SystemExit) as exit_info:
     _run(tmp_path, **overrides)
   assert exit_info.value.code == 2
-  assert message in capsys.readouterr().err
+  assert message in capfd.readouterr().err
   assert not os.path.exists(os.path.join(str(tmp_path), "movielens_rating"))

@@ -10,11 +10,11 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import tensorflow_federated as tff
 
 from tasks import base
 from tff_movierec.metrics import rating as rating_metrics
 from tff_movierec.training import algorithms
+from tff_movierec.training.loop import flatten_metrics
 
 COLUMNS = ("setting", "client", "mae", "mape", "r2", "mse", "rmse", "num_examples")
 POOLED = "all"
@@ -40,7 +40,6 @@ def federated_evaluator(task: base.FederatedTask, config: algorithms.AlgorithmCo
   Uses `build_fed_eval` (FedAvg) or `build_fed_recon_eval` (FedRecon); the
   evaluation process is built once.
   """
-  from tff_movierec.training.loop import flatten_metrics  # pylint: disable=g-import-not-at-top
   process = algorithms.build_evaluation_process(task, config)
   state = process.initialize()
 
