@@ -19,13 +19,16 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tff_movierec.reconstruction import client_datasets, model
+from tff_movierec.training.optimizers import OptimizerSpec
 
+# Name -> the shared optimizer spec (TFF's own defaults for every other argument:
+# Yogi keeps TFF's epsilon 1e-3).
 _OPTIMIZERS = {
-    "sgd": lambda lr: tff.learning.optimizers.build_sgdm(learning_rate=lr),
-    "sgdm": lambda lr: tff.learning.optimizers.build_sgdm(learning_rate=lr, momentum=0.9),
-    "adam": lambda lr: tff.learning.optimizers.build_adam(learning_rate=lr),
-    "adagrad": lambda lr: tff.learning.optimizers.build_adagrad(learning_rate=lr),
-    "yogi": lambda lr: tff.learning.optimizers.build_yogi(learning_rate=lr),
+    "sgd": lambda lr: OptimizerSpec("sgd", lr),
+    "sgdm": lambda lr: OptimizerSpec("sgd", lr, momentum=0.9),
+    "adam": lambda lr: OptimizerSpec("adam", lr),
+    "adagrad": lambda lr: OptimizerSpec("adagrad", lr),
+    "yogi": lambda lr: OptimizerSpec("yogi", lr, epsilon=1e-3),
 }
 OPTIMIZER_NAMES = tuple(_OPTIMIZERS)
 
@@ -36,7 +39,7 @@ def build_optimizer(name: str, learning_rate: float, flag: str = "--optimizer"):
     raise ValueError(f"{flag}={name!r}: must be one of {', '.join(OPTIMIZER_NAMES)}.")
   if learning_rate <= 0:
     raise ValueError(f"{flag} learning rate {learning_rate}: must be > 0.")
-  return _OPTIMIZERS[name](learning_rate)
+  return _OPTIMIZERS[name](learning_rate).build()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ import tensorflow as tf
 import tensorflow_federated as tff
 import tensorflow_recommenders as tfrs
 
+from tff_movierec.training.optimizers import OptimizerSpec
+
 
 class TfrsVariableModel(tff.learning.models.VariableModel):
   """A `VariableModel` around a `tfrs.Model` built from functional towers.
@@ -103,12 +105,9 @@ def build_fed_avg(model_fn: Callable[[], TfrsVariableModel],
     {OrderedDict(x=..., y=...)*}@CLIENTS> -> <state=S@SERVER,
     metrics=M@SERVER>)`; `get_model_weights(state)` gives the global towers.
   """
-  if client_optimizer == "sgd":
-    client = tff.learning.optimizers.build_sgdm(learning_rate=client_learning_rate)
-  elif client_optimizer == "adam":
-    client = tff.learning.optimizers.build_adam(learning_rate=client_learning_rate)
-  else:
+  if client_optimizer not in ("sgd", "adam"):
     raise ValueError(f"--client_optimizer={client_optimizer!r}: expected 'sgd' or 'adam'.")
+  client = OptimizerSpec(client_optimizer, client_learning_rate).build()
   return tff.learning.algorithms.build_weighted_fed_avg(
       model_fn, client_optimizer_fn=client,
-      server_optimizer_fn=tff.learning.optimizers.build_adam(learning_rate=server_learning_rate))
+      server_optimizer_fn=OptimizerSpec("adam", server_learning_rate).build())
