@@ -74,7 +74,7 @@ _PARTITION_ATTRIBUTE = flags.DEFINE_enum(
 # Model.
 _USER_EMBEDDING = flags.DEFINE_enum(
     "user_embedding", "local", ["local", "global", "none"],
-    "local: user rows stay on the client (needs --algorithm=fed_recon); global: an "
+    "local: user rows stay on the client (--algorithm=fed_recon or stateful_local); global: an "
     "ordinary weight (FedAvg sends every sampled user's row to the server); none.")
 _EMBEDDING_DIM = flags.DEFINE_integer("embedding_dim", 32, "User and movie embedding size.")
 _HIDDEN_UNITS = flags.DEFINE_list("hidden_units", ["256", "128"], "Hidden layer sizes.")
@@ -85,7 +85,9 @@ _ENGINEERED_FEATURES = flags.DEFINE_bool(
 
 # Training.
 _ALGORITHM = flags.DEFINE_enum(
-    "algorithm", "fed_recon", ["fedavg", "fed_recon"], "Federated algorithm.")
+    "algorithm", "fed_recon", algorithms.ALGORITHMS,
+    "fedavg; fed_recon (user embedding reconstructed on the client each round); "
+    "stateful_local (user embedding kept and trained on the client across rounds).")
 _TOTAL_ROUNDS = flags.DEFINE_integer("total_rounds", 15, "Training rounds.")
 _CLIENTS_PER_ROUND = flags.DEFINE_integer("clients_per_round", 10, "Clients per round.")
 _CLIENT_EPOCHS = flags.DEFINE_integer("client_epochs", 1, "Local epochs per round.")
@@ -111,9 +113,10 @@ _SERVER_BETA_1 = flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta
 _SERVER_BETA_2 = flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
 _RECONSTRUCTION_OPTIMIZER = flags.DEFINE_enum(
     "reconstruction_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
-    "fed_recon: optimizer of the local user embedding.")
+    "Optimizer of the client-local user embedding (fed_recon: reconstruction; "
+    "stateful_local: its training alongside the global weights).")
 _RECONSTRUCTION_LEARNING_RATE = flags.DEFINE_float(
-    "reconstruction_learning_rate", 0.5, "fed_recon: reconstruction LR.")
+    "reconstruction_learning_rate", 0.5, "LR of --reconstruction_optimizer.")
 
 # Privacy and aggregation.
 _AGGREGATOR = flags.DEFINE_enum(
@@ -209,11 +212,16 @@ def _configs():
   except ValueError as e:
     raise FlagError(str(e)) from e
   local = configs["model"].user_embedding == "local"
-  if local != (configs["algorithm"].algorithm == "fed_recon"):
+  if local != (configs["algorithm"].algorithm in algorithms.LOCAL_LAYER_ALGORITHMS):
     raise FlagError(
         f"--user_embedding={_USER_EMBEDDING.value} with --algorithm={_ALGORITHM.value}: "
-        "a local user embedding is trained only by --algorithm=fed_recon, and fed_recon "
-        "needs --user_embedding=local.")
+        "a local user embedding is trained only by --algorithm=fed_recon or "
+        "stateful_local, and those need --user_embedding=local.")
+  if _ALGORITHM.value == "stateful_local" and _PARTITION.value == "natural":
+    raise FlagError(
+        "--algorithm=stateful_local with --partition=natural: keeping a user-embedding "
+        "table on each of 6,040 one-user clients is a cross-device setting; use "
+        "--algorithm=fed_recon there.")
   if _BASELINE_EPOCHS.value < 0:
     raise FlagError(f"--baseline_epochs={_BASELINE_EPOCHS.value}: must be >= 0.")
   if _DP_DELTA.value is not None and not configs["aggregator"].is_dp:
@@ -277,13 +285,13 @@ def run_rating(configs) -> None:
   aggregator = (None if aggregator_spec.kind == "none"
                 else aggregators.build_aggregator(aggregator_spec))
   process = algorithms.build_training_process(task, configs["algorithm"], aggregator)
-  evaluate = evaluation.federated_evaluator(task, configs["algorithm"])
+  evaluate = evaluation.federated_evaluation(task, configs["algorithm"], configs["client"],
+                                             process)
   experiment = managers.create_managers(_ROOT_OUTPUT_DIR.value,
                                         _EXPERIMENT_NAME.value or _TASK.value, hparams())
-  all_clients = list(task.test_data.client_ids)
 
   def evaluate_global(state, unused_round_num):
-    return evaluate(process.get_model_weights(state), all_clients)
+    return evaluate.pooled(state)
 
   round_metrics = None
   if aggregator_spec.is_dp:
@@ -301,7 +309,7 @@ def run_rating(configs) -> None:
                  evaluation.centralized_table(task, _BASELINE_EPOCHS.value)]
   state = loop.run_training(process, task, configs["loop"], experiment,
                             evaluate_global, round_metrics)
-  tables = [evaluation.federated_table(evaluate, process.get_model_weights(state), all_clients)]
+  tables = [evaluate.table(state)]
   per_client = pd.concat(tables + baselines, ignore_index=True)
   per_client_path = os.path.join(experiment.output_dir, "per_client.csv")
   per_client.to_csv(per_client_path, index=False, float_format="%.4f")

@@ -103,3 +103,22 @@ def test_model_output_shape(data, split):
   prediction = task.keras_model_fn()(x)
   assert prediction.shape == y.shape and y.shape[1] == 1
   assert prediction.dtype == tf.float32
+
+
+def test_evaluation_reconstructs_with_training_batches(data, split):
+  task = _task(data, split, "local")
+  dataset = task.eval_preprocess(task.test_data.create_tf_dataset_for_client("0"))
+  recon, held_out = algorithms.split_by_holdout(dataset, reconstruction_batch_size=16,
+                                                held_out_batch_size=1024)
+  recon_batches = [x for x, _ in recon]
+  assert max(int(tf.shape(x["movie"])[0]) for x in recon_batches) == 16
+  recon_marks = np.concatenate([x[algorithms.HOLDOUT_KEY].numpy() for x in recon_batches])
+  held_out_marks = np.concatenate([x[algorithms.HOLDOUT_KEY].numpy() for x, _ in held_out])
+  train_count = int(task.train_data.create_tf_dataset_for_client("0").cardinality())
+  assert len(recon_marks) == train_count and not recon_marks.any()
+  total = sum(int(tf.shape(x["movie"])[0]) for x, _ in dataset)
+  assert len(held_out_marks) == total - train_count > 0 and held_out_marks.all()
+  # Shuffled like training data: not in stored order.
+  stored = np.concatenate([x["movie"].numpy() for x, _ in dataset])[:train_count]
+  shuffled = np.concatenate([x["movie"].numpy() for x in recon_batches])
+  assert sorted(stored) == sorted(shuffled) and list(stored) != list(shuffled)

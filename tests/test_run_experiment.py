@@ -66,9 +66,22 @@ def test_killed_run_resumes_at_next_round(tmp_path):
   assert "program_state_3" in checkpoints
 
 
+def test_stateful_local_runs_and_resumes(tmp_path):
+  output = _run(tmp_path, experiment_name="stateful", algorithm="stateful_local",
+                total_rounds=2, baseline_epochs=0)
+  assert _read_rounds(output) == [1, 2]
+  per_client = pd.read_csv(os.path.join(output, "per_client.csv"))
+  assert set(per_client["setting"]) == {"federated"} and len(per_client) == 4
+  output = _run(tmp_path, experiment_name="stateful", algorithm="stateful_local",
+                total_rounds=3, baseline_epochs=0)
+  assert _read_rounds(output) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(algorithm="fedavg"), "--user_embedding=local with --algorithm=fedavg"),
     (dict(user_embedding="global"), "--user_embedding=global with --algorithm=fed_recon"),
+    (dict(algorithm="stateful_local", partition="natural"),
+     "--algorithm=stateful_local with --partition=natural"),
     (dict(aggregator="dp_fixed", noise_multiplier=1.0, clip_norm=0.1),
      "--client_weighting=uniform"),
     (dict(noise_multiplier=1.0), "--noise_multiplier given but --aggregator=none"),

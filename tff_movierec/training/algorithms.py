@@ -1,6 +1,6 @@
 """Builds the federated training and evaluation processes of a task.
 
-Two algorithms:
+Three algorithms:
   fedavg     `tff.learning.algorithms.build_weighted_fed_avg` (clients weighted
              by example count) or `build_unweighted_fed_avg` (uniform); every
              model weight is global and its update is sent to the server.
@@ -9,7 +9,12 @@ Two algorithms:
              embedding) are never sent; each round a client first reconstructs
              them from its data with the global weights frozen, then trains the
              global weights. Evaluation reconstructs on the client's training
-             ratings and scores its held-out ratings.
+             ratings and scores its held-out ratings. Clients keep no state.
+  stateful_local  `stateful_local.StatefulLocalProcess`: the `local_layers`
+             are never sent either, but each client keeps them across rounds
+             and trains them with the global weights (cross-silo clients that
+             can keep state). Evaluation scores each client's held-out
+             ratings with its own local weights.
 """
 
 import dataclasses
@@ -19,9 +24,11 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tasks import base
+from tff_movierec.training import stateful_local
 from tff_movierec.training.optimizers import OptimizerSpec
 
-ALGORITHMS = ("fedavg", "fed_recon")
+ALGORITHMS = ("fedavg", "fed_recon", "stateful_local")
+LOCAL_LAYER_ALGORITHMS = ("fed_recon", "stateful_local")
 CLIENT_WEIGHTINGS = ("num_examples", "uniform")
 HOLDOUT_KEY = "holdout"
 
@@ -35,7 +42,8 @@ class AlgorithmConfig:
     client_weighting: "num_examples" or "uniform".
     client_optimizer: local training optimizer.
     server_optimizer: applied to the averaged client update (Adam by default).
-    reconstruction_optimizer: trains local variables (fed_recon only).
+    reconstruction_optimizer: trains local variables (fed_recon: in the
+      reconstruction passes; stateful_local: alongside the global ones).
     reconstruction_epochs: passes over the client's data to reconstruct local
       variables before training the global ones (fed_recon only).
   """
@@ -61,14 +69,15 @@ class AlgorithmConfig:
 
   def check_task(self, task: base.FederatedTask) -> None:
     """Raises ValueError if the algorithm cannot train the task's model."""
-    if self.algorithm == "fed_recon" and not task.local_layers:
+    if self.algorithm in LOCAL_LAYER_ALGORITHMS and not task.local_layers:
       raise ValueError(
-          "--algorithm=fed_recon needs a model with client-local layers; use "
+          f"--algorithm={self.algorithm} needs a model with client-local layers; use "
           "--user_embedding=local (or --algorithm=fedavg).")
     if self.algorithm == "fedavg" and task.local_layers:
       raise ValueError(
           f"--algorithm=fedavg would send the local layers {task.local_layers} "
-          "to the server; use --algorithm=fed_recon, or --user_embedding=global"
+          "to the server; use --algorithm=fed_recon or stateful_local, or "
+          "--user_embedding=global"
           " / none.")
 
   @property
@@ -84,7 +93,9 @@ def build_training_process(
     model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
 ) -> tff.learning.templates.LearningProcess:
   """Returns the learning process; `next` has type signature
-  (<state@SERVER, {(x, y)*}@CLIENTS> -> <state@SERVER, metrics@SERVER>).
+  (<state@SERVER, {(x, y)*}@CLIENTS> -> <state@SERVER, metrics@SERVER>), or
+  for stateful_local a `stateful_local.StatefulLocalProcess` (its `next` also
+  takes and returns the clients' local weights).
 
   Args:
     task: the task (its `train_preprocess` must already be applied to the
@@ -107,6 +118,11 @@ def build_training_process(
             recon_epochs=config.reconstruction_epochs),
         client_weighting=config.weighting,
         model_aggregator_factory=model_aggregator)
+  if config.algorithm == "stateful_local":
+    return stateful_local.StatefulLocalProcess(
+        task, config.client_optimizer.build(), config.reconstruction_optimizer.build(),
+        config.server_optimizer.build(), config.client_weighting == "uniform",
+        model_aggregator)
   if config.client_weighting == "uniform":
     return tff.learning.algorithms.build_unweighted_fed_avg(
         task.model_fn,
@@ -120,39 +136,50 @@ def build_training_process(
       model_aggregator=model_aggregator)
 
 
-def split_by_holdout(dataset: tf.data.Dataset, batch_size: int):
+def split_by_holdout(dataset: tf.data.Dataset, reconstruction_batch_size: int,
+                     held_out_batch_size: int = 1024, shuffle_buffer_size: int = 10_000,
+                     seed: Optional[int] = 0):
   """FedRecon evaluation split: (reconstruction data, held-out data).
 
   Evaluation client datasets hold the client's training ratings (x[HOLDOUT_KEY]
   == 0, used to reconstruct the local user embedding) followed by its held-out
-  ratings (== 1, scored).
+  ratings (== 1, scored). The reconstruction part is shuffled and batched like
+  the training data (`reconstruction_batch_size`): with a mean loss, the step a
+  user's embedding takes depends on the batch size, so reconstructing in
+  evaluation with other batches than in training would score embeddings that
+  training never produced.
   """
   examples = dataset.unbatch()
-  recon = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 0)).batch(batch_size)
-  held_out = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 1)).batch(batch_size)
-  return recon, held_out
+  recon = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 0))
+  if shuffle_buffer_size > 1:
+    recon = recon.shuffle(shuffle_buffer_size, seed=seed)
+  held_out = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 1))
+  return recon.batch(reconstruction_batch_size), held_out.batch(held_out_batch_size)
 
 
 def build_evaluation_process(
-    task: base.FederatedTask, config: AlgorithmConfig, batch_size: int = 1024
+    task: base.FederatedTask, config: AlgorithmConfig, reconstruction_batch_size: int = 256,
+    shuffle_buffer_size: int = 10_000,
 ) -> tff.learning.templates.LearningProcess:
   """Returns a process whose `next(state, datasets)` evaluates global weights.
 
   fedavg: `build_fed_eval` on clients' held-out data. fed_recon:
-  `build_fed_recon_eval`, datasets as described in `split_by_holdout`.
+  `build_fed_recon_eval`, datasets as described in `split_by_holdout`; the
+  local variables are reconstructed as in a training round
+  (`config.reconstruction_epochs` passes in shuffled batches of
+  `reconstruction_batch_size`: pass the training batch size).
   Set the weights with `process.set_model_weights(state, weights)`.
   """
   if config.algorithm == "fed_recon":
+    def split(dataset):
+      recon, held_out = split_by_holdout(dataset, reconstruction_batch_size,
+                                         shuffle_buffer_size=shuffle_buffer_size)
+      return recon.repeat(config.reconstruction_epochs), held_out
+
     return tff.learning.algorithms.build_fed_recon_eval(
         task.reconstruction_model_fn,
         loss_fn=task.loss_fn,
         metrics_fn=task.metrics_fn,
         reconstruction_optimizer_fn=config.reconstruction_optimizer.build(),
-        dataset_split_fn=lambda ds: _repeat_recon(
-            split_by_holdout(ds, batch_size), config.reconstruction_epochs))
+        dataset_split_fn=split)
   return tff.learning.algorithms.build_fed_eval(task.model_fn)
-
-
-def _repeat_recon(split, epochs):
-  recon, held_out = split
-  return recon.repeat(epochs), held_out

@@ -5,15 +5,16 @@ ratings pooled) and the columns `client, mae, mape, r2, mse, rmse,
 num_examples` and `setting` (`federated`, `local_only` or `centralized`).
 """
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, NamedTuple
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from tasks import base
+from tff_movierec.data import preprocessing
 from tff_movierec.metrics import rating as rating_metrics
-from tff_movierec.training import algorithms
+from tff_movierec.training import algorithms, stateful_local
 from tff_movierec.training.loop import flatten_metrics
 
 COLUMNS = ("setting", "client", "mae", "mape", "r2", "mse", "rmse", "num_examples")
@@ -33,14 +34,17 @@ def _metric_values(flat: Dict[str, float]) -> Dict[str, float]:
   return picked
 
 
-def federated_evaluator(task: base.FederatedTask, config: algorithms.AlgorithmConfig
+def federated_evaluator(task: base.FederatedTask, config: algorithms.AlgorithmConfig,
+                        client_spec: preprocessing.ClientSpec
                         ) -> Callable[[Any, List[str]], Dict[str, float]]:
   """Returns (model_weights, client_ids) -> pooled metrics over those clients.
 
-  Uses `build_fed_eval` (FedAvg) or `build_fed_recon_eval` (FedRecon); the
-  evaluation process is built once.
+  Uses `build_fed_eval` (FedAvg) or `build_fed_recon_eval` (FedRecon, which
+  reconstructs with the batch size and shuffling of `client_spec`, the
+  training clients' spec); the evaluation process is built once.
   """
-  process = algorithms.build_evaluation_process(task, config)
+  process = algorithms.build_evaluation_process(
+      task, config, client_spec.batch_size, client_spec.shuffle_buffer_size)
   state = process.initialize()
 
   def evaluate(model_weights, client_ids: List[str]) -> Dict[str, float]:
@@ -69,7 +73,8 @@ def _table(rows, setting) -> pd.DataFrame:
 def _held_out(task: base.FederatedTask, client: str) -> tf.data.Dataset:
   dataset = task.eval_preprocess(task.test_data.create_tf_dataset_for_client(client))
   if task.local_layers:
-    _, dataset = algorithms.split_by_holdout(dataset, batch_size=1024)
+    _, dataset = algorithms.split_by_holdout(dataset, reconstruction_batch_size=1024,
+                                             shuffle_buffer_size=0)
   return dataset
 
 
@@ -88,6 +93,43 @@ def _rows(predictions: Dict[str, tuple]) -> List[dict]:
   return [dict(client=client, num_examples=len(y_true),
                **rating_metrics.rating_metrics(y_true, y_pred))
           for client, (y_true, y_pred) in named]
+
+
+def _stateful_predictions(task: base.FederatedTask,
+                          process: stateful_local.StatefulLocalProcess,
+                          state) -> Dict[str, tuple]:
+  """{client: (y_true, y_pred)} on each client's held-out ratings, scored on
+  the client with the global weights and that client's own local weights."""
+  weights = process.get_model_weights(state)
+  return {c: stateful_local.predict(task, weights, state["local"][c], _held_out(task, c))
+          for c in task.train_data.client_ids}
+
+
+class FederatedEvaluation(NamedTuple):
+  """pooled: state -> metrics over every client's held-out ratings (mae, r2,
+  rmse, ...); table: state -> per-client table (setting `federated`)."""
+
+  pooled: Callable[[Any], Dict[str, float]]
+  table: Callable[[Any], pd.DataFrame]
+
+
+def federated_evaluation(task: base.FederatedTask, config: algorithms.AlgorithmConfig,
+                         client_spec: preprocessing.ClientSpec,
+                         process) -> FederatedEvaluation:
+  """Evaluation of the training `process`'s state, whatever the algorithm."""
+  clients = list(task.test_data.client_ids)
+  if isinstance(process, stateful_local.StatefulLocalProcess):
+    def table(state):
+      return _table(_rows(_stateful_predictions(task, process, state)), "federated")
+
+    def pooled(state):
+      return table(state).set_index("client").loc[POOLED, list(COLUMNS[2:])].to_dict()
+
+    return FederatedEvaluation(pooled, table)
+  evaluate = federated_evaluator(task, config, client_spec)
+  return FederatedEvaluation(
+      lambda state: evaluate(process.get_model_weights(state), clients),
+      lambda state: federated_table(evaluate, process.get_model_weights(state), clients))
 
 
 def _train_dataset(task: base.FederatedTask, client_ids: List[str]) -> tf.data.Dataset:

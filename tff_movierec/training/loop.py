@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tasks import base
+from tff_movierec.training import stateful_local
 from tff_movierec.training.managers import ExperimentManagers
 
 EvaluateFn = Callable[[Any, int], Mapping[str, float]]
@@ -87,7 +88,9 @@ def run_training(
   """Trains for `config.total_rounds`, resuming from the last checkpoint.
 
   Args:
-    process: a learning process over preprocessed client datasets.
+    process: a learning process over preprocessed client datasets, or a
+      `stateful_local.StatefulLocalProcess` (then the program state also
+      holds every client's local weights).
     task: provides the client data and `train_preprocess`.
     config: rounds, sampling, evaluation and checkpoint cadence.
     managers: checkpoint and release managers of the experiment.
@@ -110,9 +113,13 @@ def run_training(
   started = time.time()
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
+    clients = sample_clients(client_ids, round_num, config)
     datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
-                for c in sample_clients(client_ids, round_num, config)]
-    output = process.next(state, datasets)
+                for c in clients]
+    if isinstance(process, stateful_local.StatefulLocalProcess):
+      output = process.next(state, datasets, clients)
+    else:
+      output = process.next(state, datasets)
     state = output.state
     seconds = time.time() - round_start
     values = flatten_metrics(output.metrics)

@@ -1,0 +1,226 @@
+"""FedAvg of the global weights with stateful client-local layers (cross-silo).
+
+Each client keeps the task's `local_layers` (the user embedding) across
+rounds, the way a hospital or a regional service would keep its users' rows:
+the local weights are trained on the client together with the global ones
+and never leave it; only the update of the global weights is aggregated.
+This is partial model personalization with simultaneous local and global
+updates (FedSim in Pillutla et al., 2022, "Federated Learning with Partial
+Model Personalization", https://arxiv.org/abs/2204.03809); Federated
+Reconstruction (`fed_recon`) is its stateless counterpart, suited to
+cross-device clients that cannot keep state.
+
+TFF's `LearningProcess` returns only server-placed values, so this algorithm
+is a plain federated computation whose clients-placed output, the updated
+local weights, the simulation stores per client id (`LocalStore`) and feeds
+back the next time that client is sampled:
+
+  next: (<state@SERVER, {(x, y)*}@CLIENTS, local@CLIENTS> ->
+         <state@SERVER, metric sums@SERVER, local@CLIENTS>)
+
+with `state` = <model=ModelWeights, optimizer=server optimizer state,
+aggregator=aggregation process state> and `local` the client's local
+`ModelWeights` (for the rating task: the [U, D] user-embedding table, of which
+a client only ever changes the rows of its own users).
+"""
+
+import collections
+import dataclasses
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tasks import base
+
+ReconstructionModel = tff.learning.models.ReconstructionModel
+
+# Per-client sums released to the server each round (finalized in `next`).
+_SUMS = ("squared_error", "absolute_error", "examples")
+
+
+@dataclasses.dataclass
+class StatefulOutput:
+  """What one round returns: the new program state and finalized metrics."""
+
+  state: dict
+  metrics: dict
+
+
+def _tensors(weights):
+  return tf.nest.map_structure(lambda v: v.read_value(), weights)
+
+
+def _assign(variables, values):
+  tf.nest.map_structure(lambda v, t: v.assign(t), variables, values, check_types=False)
+
+
+class StatefulLocalProcess:
+  """Builds the computations once; `next` runs a round for given clients.
+
+  The program state (what is checkpointed) is a dict
+  `{"server": server state, "local": {client_id: local weights}}`: the local
+  weights are part of the simulation's state, held per client, never an
+  input of any server-placed computation.
+  """
+
+  def __init__(self, task: base.FederatedTask,
+               client_optimizer: tff.learning.optimizers.Optimizer,
+               local_optimizer: tff.learning.optimizers.Optimizer,
+               server_optimizer: tff.learning.optimizers.Optimizer,
+               uniform_weighting: bool = False,
+               model_aggregator: Optional[tff.aggregators.AggregationFactory] = None):
+    """
+    Args:
+      task: a task with `local_layers` and `reconstruction_model_fn`.
+      client_optimizer: trains the global weights on the clients.
+      local_optimizer: trains the local weights on the clients (its state,
+        if any, starts afresh each round; the weights persist).
+      server_optimizer: applies the aggregated update (e.g. Adam).
+      uniform_weighting: weight clients equally instead of by examples (an
+        unweighted aggregator such as DP requires it).
+      model_aggregator: aggregation factory of the global-weight updates;
+        None = (weighted) mean.
+    """
+    if not task.local_layers:
+      raise ValueError(f"Task {task.name!r} has no local layers to keep on the clients.")
+    unweighted = isinstance(model_aggregator, tff.aggregators.UnweightedAggregationFactory)
+    if unweighted and not uniform_weighting:
+      raise ValueError("An unweighted aggregator (DP) needs uniform client weighting: "
+                       "--client_weighting=uniform.")
+    model_fn = task.reconstruction_model_fn
+    self._task = task
+
+    @tff.tensorflow.computation
+    def initial_global():
+      return _tensors(ReconstructionModel.get_global_variables(model_fn()))
+
+    @tff.tensorflow.computation
+    def initial_local():
+      return _tensors(ReconstructionModel.get_local_variables(model_fn()))
+
+    global_type = initial_global.type_signature.result
+    local_type = initial_local.type_signature.result
+    dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(task.input_spec))
+    self._initial_local = initial_local
+
+    @tff.tensorflow.computation(global_type, dataset_type, local_type)
+    @tf.function
+    def client_update(incoming, dataset, local):
+      with tf.init_scope():
+        model = model_fn()
+        loss_fn = task.loss_fn()
+      global_vars = ReconstructionModel.get_global_variables(model)
+      local_vars = ReconstructionModel.get_local_variables(model)
+      _assign(global_vars, incoming)
+      _assign(local_vars, local)
+      trainable = (tuple(global_vars.trainable), tuple(local_vars.trainable))
+      specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), trainable)
+
+      def step(state, batch):
+        sums, client_state, local_state = state
+        with tf.GradientTape() as tape:
+          output = model.forward_pass(batch, training=True)
+          batch_loss = loss_fn(output.labels, output.predictions)
+        global_grads, local_grads = tape.gradient(batch_loss, trainable)
+        client_state, new_global = client_optimizer.next(
+            client_state, trainable[0], global_grads)
+        local_state, new_local = local_optimizer.next(local_state, trainable[1], local_grads)
+        _assign(list(trainable[0]), list(new_global))
+        _assign(list(trainable[1]), list(new_local))
+        error = tf.cast(output.predictions, tf.float64) - tf.cast(output.labels, tf.float64)
+        sums = collections.OrderedDict(
+            squared_error=sums["squared_error"] + tf.reduce_sum(error ** 2),
+            absolute_error=sums["absolute_error"] + tf.reduce_sum(tf.abs(error)),
+            examples=sums["examples"] + tf.cast(output.num_examples, tf.float64))
+        return sums, client_state, local_state
+
+      zeros = collections.OrderedDict((k, tf.constant(0.0, tf.float64)) for k in _SUMS)
+      sums, _, _ = dataset.reduce(
+          (zeros, client_optimizer.initialize(specs[0]), local_optimizer.initialize(specs[1])),
+          step)
+      delta = tf.nest.map_structure(lambda a, b: a - b, incoming.trainable,
+                                    _tensors(global_vars.trainable))
+      weight = (tf.constant(1.0) if uniform_weighting
+                else tf.cast(sums["examples"], tf.float32))
+      return delta, weight, _tensors(local_vars), sums
+
+    delta_type, weight_type = client_update.type_signature.result[:2]
+    if model_aggregator is None:
+      model_aggregator = (tff.aggregators.UnweightedMeanFactory() if uniform_weighting
+                          else tff.aggregators.MeanFactory())
+    aggregation = (model_aggregator.create(delta_type) if unweighted
+                   else model_aggregator.create(delta_type, weight_type))
+    finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
+        server_optimizer, global_type)
+
+    @tff.federated_computation
+    def initialize():
+      return tff.federated_zip(collections.OrderedDict(
+          model=tff.federated_eval(initial_global, tff.SERVER),
+          optimizer=finalizer.initialize(),
+          aggregator=aggregation.initialize()))
+
+    state_type = initialize.type_signature.result
+
+    @tff.federated_computation(state_type, tff.FederatedType(dataset_type, tff.CLIENTS),
+                               tff.FederatedType(local_type, tff.CLIENTS))
+    def next_fn(state, datasets, local):
+      incoming = tff.federated_broadcast(state.model)
+      delta, weight, new_local, sums = tff.federated_map(
+          client_update, (incoming, datasets, local))
+      aggregated = (aggregation.next(state.aggregator, delta) if unweighted
+                    else aggregation.next(state.aggregator, delta, weight))
+      finalized = finalizer.next(state.optimizer, state.model, aggregated.result)
+      new_state = tff.federated_zip(collections.OrderedDict(
+          model=finalized.result, optimizer=finalized.state, aggregator=aggregated.state))
+      return new_state, tff.federated_sum(sums), new_local
+
+    self._initialize = initialize
+    self._next = next_fn
+
+  def initialize(self) -> dict:
+    """Server state, and every client's local weights at their initial value
+    (the checkpointed structure is fixed from the start)."""
+    return {"server": self._initialize(),
+            "local": {c: self._initial_local() for c in self._task.train_data.client_ids}}
+
+  def next(self, state: dict, datasets: Sequence[tf.data.Dataset],
+           client_ids: Sequence[str]) -> StatefulOutput:
+    """One round with `client_ids` (and their preprocessed `datasets`)."""
+    server, sums, new_local = self._next(
+        state["server"], list(datasets), [state["local"][c] for c in client_ids])
+    local = dict(state["local"])
+    local.update(zip(client_ids, new_local))
+    return StatefulOutput({"server": server, "local": local},
+                          {"client_work": {"train": finalize(sums)}})
+
+  def get_model_weights(self, state: dict) -> tff.learning.models.ModelWeights:
+    return state["server"]["model"]
+
+
+def finalize(sums: Dict[str, float]) -> Dict[str, float]:
+  """Sums of squared/absolute errors and examples -> loss (MSE), mae, examples."""
+  examples = float(sums["examples"])
+  return collections.OrderedDict(
+      loss=float(sums["squared_error"]) / max(examples, 1.0),
+      mae=float(sums["absolute_error"]) / max(examples, 1.0),
+      examples=examples)
+
+
+def predict(task: base.FederatedTask, model_weights, local_weights,
+            dataset: tf.data.Dataset) -> List[np.ndarray]:
+  """(y_true, y_pred) float [N] of a client's model on `dataset` (batched (x, y)).
+
+  Runs on the client: its local weights never leave it.
+  """
+  model = task.reconstruction_model_fn()
+  _assign(ReconstructionModel.get_global_variables(model), model_weights)
+  _assign(ReconstructionModel.get_local_variables(model), local_weights)
+  y_true, y_pred = [], []
+  for batch in dataset:
+    output = model.forward_pass(batch, training=False)
+    y_true.append(np.reshape(output.labels, -1))
+    y_pred.append(np.reshape(output.predictions, -1))
+  return np.concatenate(y_true), np.concatenate(y_pred)
