@@ -108,6 +108,29 @@ def test_evaluation_datasets_reconstruct_from_train_and_score_held_out():
         {"user": [7], "movie": [0], "rating": [1.0]}))
 
 
+def test_loss_is_keras_mean_squared_error_in_value_and_gradient():
+  ratings = tf.constant([4.0, 1.0, 5.0, 3.0])
+  predictions = tf.Variable([3.5, 2.0, 4.0, 3.0])
+  values, gradients = [], []
+  for loss in (model.loss_fn(), tf.keras.losses.MeanSquaredError()):
+    with tf.GradientTape() as tape:
+      value = loss(y_true=ratings, y_pred=predictions)
+    values.append(value.numpy())
+    gradients.append(tape.gradient(value, predictions).numpy())
+  assert values[0] == values[1] == pytest.approx(0.5625)
+  np.testing.assert_array_equal(gradients[0], gradients[1])
+  with pytest.raises(ValueError, match="no sample_weight"):
+    model.loss_fn()(ratings, predictions, sample_weight=tf.ones([4]))
+
+
+def test_split_fn_turns_off_tf_data_graph_rewrites():
+  dataset = tf.data.Dataset.from_tensors(([1], [1.0])).repeat(2)
+  for part in client_datasets.split_fn(2, 1)(dataset):
+    options = part.options()
+    assert options.experimental_optimization.apply_default_optimizations is False
+    assert options.autotune.enabled is False
+
+
 def test_split_fn_repeats_each_batch():
   dataset = tf.data.Dataset.from_tensors(([1], [1.0])).concatenate(
       tf.data.Dataset.from_tensors(([2], [2.0])))

@@ -108,14 +108,24 @@ def evaluation_datasets(reconstruct: pd.DataFrame, score: pd.DataFrame) -> UserD
 
 
 def split_fn(first_steps: int, second_steps: int) -> SplitFn:
-  """FedRecon dataset split: batch 0 repeated `first_steps` times, batch 1 `second_steps` times."""
+  """FedRecon dataset split: batch 0 repeated `first_steps` times, batch 1 `second_steps` times.
+
+  tf.data's default graph rewrites and autotuning are turned off on both parts:
+  FedRecon iterates each part once per client, and the rewrites (re-done for
+  every client, every round) cost more than the two-batch pipelines they tune.
+  """
   if first_steps < 0 or second_steps < 1:
     raise ValueError(
         f"steps must be >= 0 (reconstruction) and >= 1 (second part), got "
         f"{first_steps}, {second_steps}.")
 
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False
+  options.autotune.enabled = False
+
   @tf.autograph.experimental.do_not_convert
   def split(dataset: tf.data.Dataset) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+    dataset = dataset.with_options(options)
     return (dataset.take(1).repeat(first_steps),
             dataset.skip(1).take(1).repeat(second_steps))
 

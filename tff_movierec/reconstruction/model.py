@@ -122,9 +122,13 @@ class MatrixFactorization(tff.learning.models.ReconstructionModel):
   def input_spec(self):
     return input_spec()
 
-  @tf.function
   def forward_pass(self, batch_input, training=True) -> BatchOutput:
-    """(movie int32 [B], rating float32 [B]) -> predictions float32 [B]."""
+    """(movie int32 [B], rating float32 [B]) -> predictions float32 [B].
+
+    Deliberately not a `tf.function`: FedRecon traces it inside its step
+    functions, where a nested `tf.function` (and its gradient) becomes separate
+    functions that the TF runtime instantiates again for every client.
+    """
     del training  # Same computation in training and evaluation.
     movies, ratings = batch_input
     movie_vectors = tf.gather(self._movie_embedding, movies)
@@ -143,8 +147,30 @@ def build_reconstruction_model(config: MFConfig,
   return MatrixFactorization(config, genres)
 
 
+class MeanSquaredError(tf.keras.losses.Loss):
+  """mean((y_pred - y_true)^2) over a batch of ratings [B] -> float32 [].
+
+  The value of `tf.keras.losses.MeanSquaredError()` on rating vectors, without
+  Keras' sample-weight and reduction plumbing: that adds about 25 ops to the
+  loss and 60 to its gradient in each FedRecon step function, and the TF
+  runtime re-instantiates those functions for every client in every round
+  (bench/recon_speed.py).
+  """
+
+  def __init__(self, name: str = "mean_squared_error"):
+    super().__init__(name=name)
+
+  def call(self, y_true, y_pred):
+    return tf.reduce_mean(tf.math.squared_difference(y_pred, tf.cast(y_true, y_pred.dtype)))
+
+  def __call__(self, y_true, y_pred, sample_weight=None):
+    if sample_weight is not None:
+      raise ValueError("MeanSquaredError takes no sample_weight.")
+    return self.call(y_true, y_pred)
+
+
 def loss_fn() -> tf.keras.losses.Loss:
-  return tf.keras.losses.MeanSquaredError()
+  return MeanSquaredError()
 
 
 def metrics_fn() -> list:
