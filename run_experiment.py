@@ -85,7 +85,7 @@ _ENGINEERED_FEATURES = flags.DEFINE_bool(
 
 # Training.
 _ALGORITHM = flags.DEFINE_enum(
-    "algorithm", "fed_recon", algorithms.ALGORITHMS,
+    "algorithm", "stateful_local", algorithms.ALGORITHMS,
     "fedavg; fed_recon (user embedding reconstructed on the client each round); "
     "stateful_local (user embedding kept and trained on the client across rounds).")
 _TOTAL_ROUNDS = flags.DEFINE_integer("total_rounds", 15, "Training rounds.")
@@ -108,15 +108,17 @@ _CLIENT_LEARNING_RATE = flags.DEFINE_float("client_learning_rate", 0.05, "Client
 _CLIENT_MOMENTUM = flags.DEFINE_float("client_momentum", 0.0, "Client SGD momentum.")
 _SERVER_OPTIMIZER = flags.DEFINE_enum(
     "server_optimizer", "adam", ["sgd", "adam", "adagrad", "yogi"], "Server optimizer.")
-_SERVER_LEARNING_RATE = flags.DEFINE_float("server_learning_rate", 3e-3, "Server LR.")
+_SERVER_LEARNING_RATE = flags.DEFINE_float("server_learning_rate", 0.01, "Server LR.")
 _SERVER_BETA_1 = flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta_1.")
 _SERVER_BETA_2 = flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
-_RECONSTRUCTION_OPTIMIZER = flags.DEFINE_enum(
-    "reconstruction_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
+_LOCAL_OPTIMIZER = flags.DEFINE_enum(
+    "local_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
     "Optimizer of the client-local user embedding (fed_recon: reconstruction; "
     "stateful_local: its training alongside the global weights).")
-_RECONSTRUCTION_LEARNING_RATE = flags.DEFINE_float(
-    "reconstruction_learning_rate", 0.5, "LR of --reconstruction_optimizer.")
+_LOCAL_LEARNING_RATE = flags.DEFINE_float(
+    "local_learning_rate", 20.0,
+    "LR of --local_optimizer (large: a user's row gets a 1/batch share of a batch's "
+    "mean-loss gradient).")
 
 # Privacy and aggregation.
 _AGGREGATOR = flags.DEFINE_enum(
@@ -155,8 +157,8 @@ _GROUPS = collections.OrderedDict([
                   "client_weighting", "reconstruction_epochs"]),
     ("optimizers", ["client_optimizer", "client_learning_rate", "client_momentum",
                     "server_optimizer", "server_learning_rate", "server_beta_1",
-                    "server_beta_2", "reconstruction_optimizer",
-                    "reconstruction_learning_rate"]),
+                    "server_beta_2", "local_optimizer",
+                    "local_learning_rate"]),
     ("privacy", ["aggregator", "noise_multiplier", "clip_norm",
                  "target_unclipped_quantile", "dp_delta"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
@@ -197,9 +199,8 @@ def _configs():
             OptimizerSpec(_SERVER_OPTIMIZER.value, _SERVER_LEARNING_RATE.value,
                           beta_1=_SERVER_BETA_1.value, beta_2=_SERVER_BETA_2.value,
                           flag_prefix="server"),
-            OptimizerSpec(_RECONSTRUCTION_OPTIMIZER.value,
-                          _RECONSTRUCTION_LEARNING_RATE.value,
-                          flag_prefix="reconstruction"),
+            OptimizerSpec(_LOCAL_OPTIMIZER.value, _LOCAL_LEARNING_RATE.value,
+                          flag_prefix="local"),
             _RECONSTRUCTION_EPOCHS.value),
         aggregator=aggregators.AggregatorSpec(
             _AGGREGATOR.value, _NOISE_MULTIPLIER.value, _CLIP_NORM.value,

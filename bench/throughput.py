@@ -53,7 +53,7 @@ def _parse_args():
                       "keep the user embedding on the clients")
   parser.add_argument("--batch_size", type=int, default=256)
   parser.add_argument("--client_learning_rate", type=float, default=0.05)
-  parser.add_argument("--reconstruction_learning_rate", type=float, default=0.5)
+  parser.add_argument("--local_learning_rate", type=float, default=20.0)
   parser.add_argument("--reconstruction_epochs", type=int, default=1)
   parser.add_argument("--num_clients", type=int, default=10)
   parser.add_argument("--rounds", type=int, default=4)
@@ -93,8 +93,7 @@ def _federated(task, args):
   config = algorithms.AlgorithmConfig(
       algorithm=args.algorithm,
       client_optimizer=OptimizerSpec("sgd", args.client_learning_rate, flag_prefix="client"),
-      reconstruction_optimizer=OptimizerSpec("sgd", args.reconstruction_learning_rate,
-                                             flag_prefix="reconstruction"),
+      local_optimizer=OptimizerSpec("sgd", args.local_learning_rate, flag_prefix="local"),
       reconstruction_epochs=args.reconstruction_epochs)
   process = algorithms.build_training_process(task, config)
   state = process.initialize()

@@ -11,7 +11,8 @@ import pytest
 import run_experiment
 
 FLAGS = flags.FLAGS
-# Small but complete: 3 non-IID clients, FedRecon, 2 rounds, 1-epoch baselines.
+# Small but complete: 3 non-IID clients, the default algorithm (stateful_local),
+# 2 rounds, 1-epoch baselines.
 _SMOKE_FLAGS = dict(
     use_synthetic_data=True, num_clients=3, total_rounds=2, clients_per_round=3,
     rounds_per_eval=1, baseline_epochs=1, embedding_dim=4, hidden_units=["8"],
@@ -51,7 +52,7 @@ def test_main_two_rounds_writes_all_outputs(tmp_path, capfd):
     assert clients["num_examples"].sum() == pooled["num_examples"]
   assert (per_client["mae"] > 0).all() and (per_client["rmse"] >= per_client["mae"]).all()
   hparams = pd.read_csv(os.path.join(output, "hparams.csv"))
-  assert hparams.loc[0, "algorithm"] == "fed_recon"
+  assert hparams.loc[0, "algorithm"] == "stateful_local"
   assert os.listdir(os.path.join(output, "tensorboard"))
   assert "per_client.csv" in capfd.readouterr().out
 
@@ -66,20 +67,20 @@ def test_killed_run_resumes_at_next_round(tmp_path):
   assert "program_state_3" in checkpoints
 
 
-def test_stateful_local_runs_and_resumes(tmp_path):
-  output = _run(tmp_path, experiment_name="stateful", algorithm="stateful_local",
+def test_fed_recon_runs_and_resumes(tmp_path):
+  output = _run(tmp_path, experiment_name="recon", algorithm="fed_recon",
+                total_rounds=1, baseline_epochs=0)
+  assert _read_rounds(output) == [1]
+  output = _run(tmp_path, experiment_name="recon", algorithm="fed_recon",
                 total_rounds=2, baseline_epochs=0)
   assert _read_rounds(output) == [1, 2]
   per_client = pd.read_csv(os.path.join(output, "per_client.csv"))
   assert set(per_client["setting"]) == {"federated"} and len(per_client) == 4
-  output = _run(tmp_path, experiment_name="stateful", algorithm="stateful_local",
-                total_rounds=3, baseline_epochs=0)
-  assert _read_rounds(output) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(algorithm="fedavg"), "--user_embedding=local with --algorithm=fedavg"),
-    (dict(user_embedding="global"), "--user_embedding=global with --algorithm=fed_recon"),
+    (dict(user_embedding="global"), "--user_embedding=global with --algorithm=stateful_local"),
     (dict(algorithm="stateful_local", partition="natural"),
      "--algorithm=stateful_local with --partition=natural"),
     (dict(aggregator="dp_fixed", noise_multiplier=1.0, clip_norm=0.1),

@@ -31,7 +31,7 @@ def config():
   return algorithms.AlgorithmConfig(
       "stateful_local", client_optimizer=OptimizerSpec("sgd", 0.05),
       server_optimizer=OptimizerSpec("adam", 0.01),
-      reconstruction_optimizer=OptimizerSpec("sgd", 5.0))
+      local_optimizer=OptimizerSpec("sgd", 5.0))
 
 
 @pytest.fixture(scope="module")

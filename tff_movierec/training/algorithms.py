@@ -42,7 +42,7 @@ class AlgorithmConfig:
     client_weighting: "num_examples" or "uniform".
     client_optimizer: local training optimizer.
     server_optimizer: applied to the averaged client update (Adam by default).
-    reconstruction_optimizer: trains local variables (fed_recon: in the
+    local_optimizer: trains local variables (fed_recon: in the
       reconstruction passes; stateful_local: alongside the global ones).
     reconstruction_epochs: passes over the client's data to reconstruct local
       variables before training the global ones (fed_recon only).
@@ -52,8 +52,7 @@ class AlgorithmConfig:
   client_weighting: str = "num_examples"
   client_optimizer: OptimizerSpec = OptimizerSpec("sgd", 0.05, flag_prefix="client")
   server_optimizer: OptimizerSpec = OptimizerSpec("adam", 1e-3, flag_prefix="server")
-  reconstruction_optimizer: OptimizerSpec = OptimizerSpec(
-      "sgd", 0.5, flag_prefix="reconstruction")
+  local_optimizer: OptimizerSpec = OptimizerSpec("sgd", 20.0, flag_prefix="local")
   reconstruction_epochs: int = 1
 
   def __post_init__(self):
@@ -113,14 +112,14 @@ def build_training_process(
         metrics_fn=task.metrics_fn,
         server_optimizer_fn=config.server_optimizer.build(),
         client_optimizer_fn=config.client_optimizer.build(),
-        reconstruction_optimizer_fn=config.reconstruction_optimizer.build(),
+        reconstruction_optimizer_fn=config.local_optimizer.build(),
         dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
             recon_epochs=config.reconstruction_epochs),
         client_weighting=config.weighting,
         model_aggregator_factory=model_aggregator)
   if config.algorithm == "stateful_local":
     return stateful_local.StatefulLocalProcess(
-        task, config.client_optimizer.build(), config.reconstruction_optimizer.build(),
+        task, config.client_optimizer.build(), config.local_optimizer.build(),
         config.server_optimizer.build(), config.client_weighting == "uniform",
         model_aggregator)
   if config.client_weighting == "uniform":
@@ -180,6 +179,6 @@ def build_evaluation_process(
         task.reconstruction_model_fn,
         loss_fn=task.loss_fn,
         metrics_fn=task.metrics_fn,
-        reconstruction_optimizer_fn=config.reconstruction_optimizer.build(),
+        reconstruction_optimizer_fn=config.local_optimizer.build(),
         dataset_split_fn=split)
   return tff.learning.algorithms.build_fed_eval(task.model_fn)
