@@ -3,4 +3,4 @@
 from tff_movierec.privacy.accounting import (
     EpsilonTracker, default_delta, epsilon, epsilon_series, noise_for_epsilon)
 from tff_movierec.privacy.aggregators import (
-    KINDS, AggregatorSpec, build_aggregator, set_simulation_context)
+    KINDS, AggregatorSpec, build_aggregator, check_weighting, set_simulation_context)

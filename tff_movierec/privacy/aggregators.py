@@ -132,6 +132,17 @@ class AggregatorSpec:
     return self.client_weighting == "num_examples"
 
 
+def check_weighting(factory: Optional[tff.aggregators.AggregationFactory],
+                    uniform_weighting: bool) -> bool:
+  """Returns whether `factory` is unweighted; raises ValueError if it is
+  unweighted (DP) but clients are weighted by example counts."""
+  unweighted = isinstance(factory, tff.aggregators.UnweightedAggregationFactory)
+  if unweighted and not uniform_weighting:
+    raise ValueError("An unweighted aggregator (DP) needs uniform client weighting: "
+                     "--client_weighting=uniform.")
+  return unweighted
+
+
 def build_aggregator(spec: AggregatorSpec) -> tff.aggregators.AggregationFactory:
   """The TFF aggregation factory for `spec`.
 

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow_federated as tff
 
+from tff_movierec import privacy
 from tff_movierec.reconstruction import client_datasets, model
 from tff_movierec.training.optimizers import OptimizerSpec
 
@@ -115,11 +116,7 @@ def build_training_process(
       from `tff_movierec.privacy.build_aggregator`); None = weighted mean.
       An unweighted factory requires `config.uniform_weighting`.
   """
-  if (isinstance(model_aggregator, tff.aggregators.UnweightedAggregationFactory)
-      and not config.uniform_weighting):
-    raise ValueError(
-        "An unweighted aggregator (DP) needs uniform client weighting: "
-        "--client_weighting=uniform.")
+  privacy.check_weighting(model_aggregator, config.uniform_weighting)
   weighting = (tff.learning.ClientWeighting.UNIFORM if config.uniform_weighting
                else tff.learning.ClientWeighting.NUM_EXAMPLES)
   return tff.learning.algorithms.build_fed_recon(

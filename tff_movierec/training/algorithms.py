@@ -24,12 +24,13 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tasks import base
+from tff_movierec.privacy import aggregators
 from tff_movierec.training import stateful_local
 from tff_movierec.training.optimizers import OptimizerSpec
 
 ALGORITHMS = ("fedavg", "fed_recon", "stateful_local")
 LOCAL_LAYER_ALGORITHMS = ("fed_recon", "stateful_local")
-CLIENT_WEIGHTINGS = ("num_examples", "uniform")
+CLIENT_WEIGHTINGS = aggregators.WEIGHTINGS
 HOLDOUT_KEY = "holdout"
 
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tasks import base
+from tff_movierec import privacy
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 
@@ -85,10 +86,7 @@ class StatefulLocalProcess:
     """
     if not task.local_layers:
       raise ValueError(f"Task {task.name!r} has no local layers to keep on the clients.")
-    unweighted = isinstance(model_aggregator, tff.aggregators.UnweightedAggregationFactory)
-    if unweighted and not uniform_weighting:
-      raise ValueError("An unweighted aggregator (DP) needs uniform client weighting: "
-                       "--client_weighting=uniform.")
+    unweighted = privacy.check_weighting(model_aggregator, uniform_weighting)
     model_fn = task.reconstruction_model_fn
     self._task = task
 
