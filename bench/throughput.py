@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 from tasks import base, movielens_rating  # noqa: E402
 from tff_movierec.data import partitions, preprocessing  # noqa: E402
 from tff_movierec.models import rating_ffnn  # noqa: E402
-from tff_movierec.training import algorithms, loop, stateful_local  # noqa: E402
+from tff_movierec.training import algorithms, loop  # noqa: E402
 from tff_movierec.training.optimizers import OptimizerSpec  # noqa: E402
 
 
@@ -101,13 +101,7 @@ def _federated(task, args):
   rates = []
   for round_num in range(1, args.rounds + 1):
     start = time.perf_counter()
-    clients = list(task.train_data.client_ids)
-    datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
-                for c in clients]
-    if isinstance(process, stateful_local.StatefulLocalProcess):
-      output = process.next(state, datasets, clients)
-    else:
-      output = process.next(state, datasets)
+    output = loop.run_round(process, task, state, task.train_data.client_ids)
     state = output.state
     seconds = time.perf_counter() - start
     examples = next(v for k, v in loop.flatten_metrics(output.metrics).items()

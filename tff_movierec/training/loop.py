@@ -70,6 +70,16 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, f
   return flat
 
 
+def run_round(process, task: base.FederatedTask, state, clients: Sequence[str]):
+  """One round of `process` (see `run_training`) with `clients`' training data
+  preprocessed by the task; returns the process's output (.state, .metrics)."""
+  datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
+              for c in clients]
+  if isinstance(process, stateful_local.StatefulLocalProcess):
+    return process.next(state, datasets, clients)
+  return process.next(state, datasets)
+
+
 def _release(managers: ExperimentManagers, values: Mapping[str, float], round_num: int):
   async def release_all():
     await asyncio.gather(*[m.release(dict(values), key=round_num)
@@ -113,13 +123,7 @@ def run_training(
   started = time.time()
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
-    clients = sample_clients(client_ids, round_num, config)
-    datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
-                for c in clients]
-    if isinstance(process, stateful_local.StatefulLocalProcess):
-      output = process.next(state, datasets, clients)
-    else:
-      output = process.next(state, datasets)
+    output = run_round(process, task, state, sample_clients(client_ids, round_num, config))
     state = output.state
     seconds = time.time() - round_start
     values = flatten_metrics(output.metrics)
