@@ -25,7 +25,7 @@ import pandas as pd
 # TensorFlow must be imported before absl's app.run: imported inside main()
 # (after flag parsing), tf.keras.Input returns graph tensors instead of
 # KerasTensors and functional models cannot be built.
-import tensorflow as tf  # pylint: disable=unused-import
+import tensorflow as tf
 
 from tasks import movielens_rating
 from tff_movierec import centralized, eda
@@ -44,7 +44,9 @@ _TASKS = ("movielens_rating", "eda", "centralized", "movielens_retrieval")
 _TASK = flags.DEFINE_enum("task", "movielens_rating", _TASKS, "What to run.")
 _EXPERIMENT_NAME = flags.DEFINE_string(
     "experiment_name", None, "Folder name under --root_output_dir (default: the task name).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the split, partition, sampling and init.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the split, partition, client sampling, shuffling and the Keras "
+    "comparison models (TFF's initial weights are not seeded: runs differ slightly).")
 _USE_SYNTHETIC_DATA = flags.DEFINE_bool(
     "use_synthetic_data", False, "Use small generated data instead of MovieLens (for tests).")
 
@@ -277,6 +279,7 @@ def run_rating(configs) -> None:
   """The federated rating study; writes metrics.csv, per_client.csv, TensorBoard."""
 
   started = time.time()
+  tf.keras.utils.set_random_seed(_SEED.value)  # The Keras comparison models.
   task = movielens_rating.create_rating_task(
       _data_dir(), configs["partition"], configs["client"], configs["model"],
       _TEST_FRACTION.value, _SEED.value)
