@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from tff_movierec import reconstruction
 from tff_movierec.data import movielens, splits, synthetic
@@ -175,8 +176,13 @@ def test_evaluation_pools_ratings_across_chunks(task, training, evaluation):
   assert chunked["num_ratings"] == whole["num_ratings"]
 
 
-def test_evaluation_matches_a_direct_reconstruction(task, training, evaluation, recon_config):
+@pytest.mark.parametrize("l2", [0.0, 0.2])
+def test_evaluation_matches_a_direct_reconstruction(task, model_fn, training, l2):
   """Re-derives one user's held-out RMSE by running reconstruction in plain TF."""
+  config = reconstruction.ReconConfig(reconstruction_steps=5,
+                                      reconstruction_learning_rate=0.5,
+                                      reconstruction_l2=l2)
+  evaluation = reconstruction.build_evaluation_process(model_fn, config)
   weights = training.get_model_weights(training.initialize())
   client = task.eval_seen.client_ids[0]
   via_tff = reconstruction.evaluate(evaluation, weights, task.eval_seen, [client])
@@ -186,15 +192,37 @@ def test_evaluation_matches_a_direct_reconstruction(task, training, evaluation, 
   user, bias = tf.zeros([DIM]), tf.constant(0.0)
   predict = lambda movies, u, b: (global_bias + b + tf.gather(movie_bias, movies)
                                   + tf.linalg.matvec(tf.gather(movie_embedding, movies), u))
-  for _ in range(recon_config.reconstruction_steps):
+  for _ in range(config.reconstruction_steps):
     with tf.GradientTape() as tape:
       tape.watch([user, bias])
       loss = tf.reduce_mean(tf.square(predict(train_movies, user, bias) - train_ratings))
+      loss += l2 * (tf.reduce_sum(tf.square(user)) + tf.square(bias))
     grad_user, grad_bias = tape.gradient(loss, [user, bias])
-    user -= recon_config.reconstruction_learning_rate * grad_user
-    bias -= recon_config.reconstruction_learning_rate * grad_bias
+    user -= config.reconstruction_learning_rate * grad_user
+    bias -= config.reconstruction_learning_rate * grad_bias
   errors = predict(test_movies, user, bias) - test_ratings
   assert via_tff["rmse"] == pytest.approx(float(tf.sqrt(tf.reduce_mean(errors**2))), rel=1e-4)
+
+
+def test_l2_regularized_optimizer_adds_the_penalty_gradient():
+  from tff_movierec.reconstruction.regularization import L2Regularized
+  optimizer = L2Regularized(tff.learning.optimizers.build_sgdm(0.5), l2=0.1)
+  weights = (tf.constant([1.0, -2.0]), tf.constant(3.0))
+  state = optimizer.initialize(tf.nest.map_structure(
+      lambda w: tf.TensorSpec(w.shape, w.dtype), weights))
+  _, updated = optimizer.next(state, weights, (tf.constant([0.0, 1.0]), tf.constant(0.0)))
+  np.testing.assert_allclose(updated[0], [1.0 - 0.5 * 0.2, -2.0 - 0.5 * (1.0 - 0.4)])
+  np.testing.assert_allclose(updated[1], 3.0 - 0.5 * 0.6)
+  assert optimizer.get_hparams(state)["learning_rate"] == 0.5
+
+
+def test_server_weight_decay_shrinks_the_movie_side():
+  config = reconstruction.ReconConfig(server_learning_rate=0.1, server_weight_decay=0.5)
+  optimizer = config.server()
+  weights = (tf.constant([2.0, -4.0]),)
+  state = optimizer.initialize((tf.TensorSpec([2], tf.float32),))
+  _, updated = optimizer.next(state, weights, (tf.zeros([2]),))
+  np.testing.assert_allclose(updated[0], [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
 
 
 def test_experiment_reports_every_round_and_unseen_users(task, tmp_path):
@@ -228,6 +256,12 @@ def test_recon_config_names_bad_optimizer_flag():
     reconstruction.ReconConfig(server_optimizer="lbfgs")
   with pytest.raises(ValueError, match="--reconstruction_steps=0"):
     reconstruction.ReconConfig(reconstruction_steps=0)
+  with pytest.raises(ValueError, match="--reconstruction_l2=-0.1"):
+    reconstruction.ReconConfig(reconstruction_l2=-0.1)
+  with pytest.raises(ValueError, match="--server_weight_decay=-1"):
+    reconstruction.ReconConfig(server_weight_decay=-1)
+  with pytest.raises(ValueError, match="--server_optimizer=adam"):
+    reconstruction.ReconConfig(server_optimizer="sgd", server_weight_decay=0.1)
 
 
 def test_poisson_sampler_draws_about_k_clients():

@@ -3,13 +3,16 @@
 Per round, each sampled client (one user):
   1. reconstructs its local user embedding and bias from zero with
      `reconstruction_steps` full-batch steps of the reconstruction optimizer
-     on the reconstruction part of its ratings, movie-side weights frozen;
+     on the reconstruction part of its ratings (loss + `reconstruction_l2` *
+     their squared norms), movie-side weights frozen;
   2. takes `post_reconstruction_steps` full-batch steps of the client
      optimizer on the movie-side (global) weights, on the other part, with
      the user side frozen;
   3. sends only the change of the global weights to the aggregator.
-The server applies the aggregate with the server optimizer. Evaluation
-reconstructs from a user's training ratings and scores its held-out ones.
+The server applies the aggregate with the server optimizer (Adam with
+`server_weight_decay` > 0: AdamW, which shrinks the movie side every round).
+Evaluation reconstructs from a user's training ratings and scores its held-out
+ones.
 """
 
 import dataclasses
@@ -19,7 +22,7 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tff_movierec import privacy
-from tff_movierec.reconstruction import client_datasets, model
+from tff_movierec.reconstruction import client_datasets, model, regularization
 from tff_movierec.training.optimizers import OptimizerSpec
 
 # Name -> the shared optimizer spec (TFF's own defaults for every other argument:
@@ -49,9 +52,13 @@ class ReconConfig:
 
   Attributes:
     server_optimizer, server_learning_rate: applied to the aggregated update.
+    server_weight_decay: decoupled weight decay of the server optimizer
+      (AdamW, Loshchilov & Hutter 2019); > 0 requires server_optimizer 'adam'.
     client_optimizer, client_learning_rate: trains global weights on clients.
     reconstruction_optimizer, reconstruction_learning_rate: reconstructs the
       local (user) weights, in training and in evaluation.
+    reconstruction_l2: L2 penalty on the reconstructed user embedding and
+      bias, relative to the mean squared error of the client's ratings.
     reconstruction_steps: full-batch reconstruction steps per client.
     post_reconstruction_steps: full-batch steps on global weights per client.
     uniform_weighting: weight clients equally in the aggregate (required by
@@ -60,18 +67,28 @@ class ReconConfig:
 
   server_optimizer: str = "adam"
   server_learning_rate: float = 0.01
+  server_weight_decay: float = 0.0
   client_optimizer: str = "sgd"
   client_learning_rate: float = 1.0
   reconstruction_optimizer: str = "sgd"
   reconstruction_learning_rate: float = 1.0
+  reconstruction_l2: float = 0.0
   reconstruction_steps: int = 10
   post_reconstruction_steps: int = 1
   uniform_weighting: bool = False
 
   def __post_init__(self):
+    if self.server_weight_decay < 0:
+      raise ValueError(f"--server_weight_decay={self.server_weight_decay}: must be >= 0.")
+    if self.server_weight_decay > 0 and self.server_optimizer != "adam":
+      raise ValueError(
+          f"--server_weight_decay={self.server_weight_decay} needs "
+          f"--server_optimizer=adam (AdamW), not {self.server_optimizer!r}.")
     self.server()
     self.client()
     self.reconstruction()
+    if self.reconstruction_l2 < 0:
+      raise ValueError(f"--reconstruction_l2={self.reconstruction_l2}: must be >= 0.")
     if self.reconstruction_steps < 1:
       raise ValueError(f"--reconstruction_steps={self.reconstruction_steps}: must be >= 1.")
     if self.post_reconstruction_steps < 1:
@@ -79,17 +96,24 @@ class ReconConfig:
           f"--post_reconstruction_steps={self.post_reconstruction_steps}: must be >= 1.")
 
   def server(self):
-    return build_optimizer(self.server_optimizer, self.server_learning_rate,
-                           "--server_optimizer")
+    optimizer = build_optimizer(self.server_optimizer, self.server_learning_rate,
+                                "--server_optimizer")
+    if self.server_weight_decay > 0:
+      return tff.learning.optimizers.build_adamw(
+          self.server_learning_rate, weight_decay=self.server_weight_decay)
+    return optimizer
 
   def client(self):
     return build_optimizer(self.client_optimizer, self.client_learning_rate,
                            "--client_optimizer")
 
   def reconstruction(self):
-    return build_optimizer(self.reconstruction_optimizer,
-                           self.reconstruction_learning_rate,
-                           "--reconstruction_optimizer")
+    optimizer = build_optimizer(self.reconstruction_optimizer,
+                                self.reconstruction_learning_rate,
+                                "--reconstruction_optimizer")
+    if self.reconstruction_l2 > 0:
+      return regularization.L2Regularized(optimizer, self.reconstruction_l2)
+    return optimizer
 
 
 ModelFn = Callable[[], tff.learning.models.ReconstructionModel]
