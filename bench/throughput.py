@@ -52,6 +52,8 @@ def _parse_args():
                       help="fedavg uses --user_embedding=none (no user ID); the others "
                       "keep the user embedding on the clients")
   parser.add_argument("--batch_size", type=int, default=256)
+  parser.add_argument("--dropout", type=float, default=rating_ffnn.RatingModelConfig.dropout,
+                      help="dropout of the rating network (its default if not given)")
   parser.add_argument("--client_learning_rate", type=float, default=0.05)
   parser.add_argument("--local_learning_rate", type=float, default=20.0)
   parser.add_argument("--reconstruction_epochs", type=int, default=1)
@@ -121,7 +123,8 @@ def main():
       partitions.PartitionSpec("dirichlet", args.num_clients),
       preprocessing.ClientSpec(1, args.batch_size),
       rating_ffnn.RatingModelConfig(
-          user_embedding="none" if args.algorithm == "fedavg" else "local"))
+          user_embedding="none" if args.algorithm == "fedavg" else "local",
+          dropout=args.dropout))
   centralized = _centralized(task, args)
   federated, passes = _federated(task, args)
 
@@ -130,7 +133,7 @@ def main():
 
   summary = {
       "setting": "summary", "algorithm": args.algorithm,
-      "batch_size": args.batch_size, "clients": args.num_clients,
+      "batch_size": args.batch_size, "dropout": args.dropout, "clients": args.num_clients,
       "centralized_examples_per_s": round(steady(centralized)),
       "federated_examples_per_s": round(steady(federated)),
       "federated_processed_per_s": round(steady(federated) * passes),

@@ -231,7 +231,7 @@ def create_next_movie_task_from_data(
     return _model_inputs(batch, use_user), batch["target"]
 
   eval_spec = preprocessing.ClientSpec(
-      num_epochs=1, batch_size=eval_batch_size, shuffle_buffer_size=0)
+      num_epochs=1, batch_size=eval_batch_size, shuffle=False)
   return NextMovieTask(
       name=TASK_NAME,
       train_data=to_client_data(split.train),

@@ -148,7 +148,7 @@ def create_rating_task_from_data(
       test_data=test_data,
       train_preprocess=preprocessing.build_preprocess_fn(train_client_spec, batch_map, seed),
       eval_preprocess=preprocessing.build_preprocess_fn(
-          preprocessing.ClientSpec(1, eval_batch_size, 0), batch_map),
+          preprocessing.ClientSpec(1, eval_batch_size, shuffle=False), batch_map),
       keras_model_fn=keras_model_fn,
       loss_fn=tf.keras.losses.MeanSquaredError,
       metrics_fn=lambda: keras_metrics.rating_metrics() + [keras_metrics.ExampleCount()],

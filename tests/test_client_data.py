@@ -9,7 +9,7 @@ import tensorflow as tf
 from tff_movierec.data import client_data, features, splits
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.partitions import PartitionSpec, partition_users
-from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn
+from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn, shuffled_batches
 from tff_movierec.data.synthetic import write_synthetic_movielens
 
 NUM_CLIENTS = 6
@@ -111,38 +111,65 @@ def batches(spec, num_examples=10, seed=None):
 
 
 def test_preprocess_batches_and_maps_in_order_without_shuffle():
-  result = batches(ClientSpec(batch_size=4, shuffle_buffer_size=0))
+  result = batches(ClientSpec(batch_size=4, shuffle=False))
   assert [x for x, _ in result] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
   assert [y for _, y in result] == [[0, 10, 20, 30], [40, 50, 60, 70], [80, 90]]
 
 
 def test_preprocess_repeats_epochs():
-  result = batches(ClientSpec(num_epochs=3, batch_size=4, shuffle_buffer_size=0))
+  result = batches(ClientSpec(num_epochs=3, batch_size=4, shuffle=False))
   flat = [v for x, _ in result for v in x]
   assert flat == list(range(10)) * 3
   assert [len(x) for x, _ in result] == [4] * 7 + [2]
 
 
 def test_preprocess_caps_elements_after_repeat():
-  result = batches(ClientSpec(num_epochs=2, batch_size=4, shuffle_buffer_size=0,
+  result = batches(ClientSpec(num_epochs=2, batch_size=4, shuffle=False,
                               max_elements=13))
   flat = [v for x, _ in result for v in x]
   assert flat == list(range(10)) + [0, 1, 2]
 
 
 def test_preprocess_shuffles_each_epoch_deterministically_for_a_seed():
-  spec = ClientSpec(num_epochs=2, batch_size=20, shuffle_buffer_size=100)
-  (first, _), = batches(spec, seed=3)
+  spec = ClientSpec(num_epochs=2, batch_size=20)
+  (first, first_y), = batches(spec, seed=3)
   (again, _), = batches(spec, seed=3)
   assert first == again
+  assert first_y == [10 * x for x in first]  # columns stay aligned
   assert sorted(first[:10]) == sorted(first[10:]) == list(range(10))
   assert first[:10] != list(range(10))
   assert first[:10] != first[10:]  # reshuffled for the second epoch
 
 
+def test_preprocess_shuffled_batches_cover_epochs_and_cap():
+  result = batches(ClientSpec(num_epochs=3, batch_size=4, max_elements=25), seed=0)
+  assert [len(x) for x, _ in result] == [4] * 6 + [1]
+  flat = [v for x, _ in result for v in x]
+  assert sorted(flat[:10]) == sorted(flat[10:20]) == list(range(10))
+  assert sorted(flat[20:]) == sorted(set(flat[20:]))
+
+
+def test_preprocess_differs_between_creations_without_seed():
+  spec = ClientSpec(batch_size=1000)
+  orders = {tuple(batches(spec, num_examples=50)[0][0]) for _ in range(3)}
+  assert len(orders) > 1
+
+
+def test_shuffled_batches_of_empty_and_unknown_size_datasets():
+  empty = tf.data.Dataset.from_tensor_slices({"x": tf.zeros([0, 2])})
+  assert list(shuffled_batches(empty, 4)) == []
+  # A filter makes the cardinality unknown; more than one collection chunk.
+  odd = tf.data.Dataset.range(5000).filter(lambda v: v % 2 == 1)
+  got = np.concatenate(list(shuffled_batches(odd, 300, seed=1).as_numpy_iterator()))
+  assert sorted(got.tolist()) == list(range(1, 5000, 2))
+  pairs = tf.data.Dataset.range(10).map(lambda v: (v, -v))
+  for x, y in shuffled_batches(pairs, 3, seed=2):
+    assert (x.numpy() == -y.numpy()).all()
+
+
 def test_client_data_preprocess_applies_to_every_client(setup):
   _, _, data = setup
-  spec = ClientSpec(batch_size=3, shuffle_buffer_size=0)
+  spec = ClientSpec(batch_size=3, shuffle=False)
   processed = data.preprocess(build_preprocess_fn(
       spec, lambda b: (b["user"], b["rating"])))
   for cid in data.client_ids:
@@ -156,7 +183,6 @@ def test_client_data_preprocess_applies_to_every_client(setup):
 @pytest.mark.parametrize("kwargs, flag", [
     (dict(num_epochs=0), "--client_epochs=0"),
     (dict(batch_size=0), "--client_batch_size=0"),
-    (dict(shuffle_buffer_size=-1), "--shuffle_buffer_size=-1"),
     (dict(max_elements=0), "--max_client_examples=0"),
 ])
 def test_client_spec_errors_name_the_flag(kwargs, flag):

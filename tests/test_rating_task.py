@@ -27,7 +27,7 @@ def _task(data, split, user_embedding):
   user_to_client = partitions.iid(data.num_users, 3, seed=0)
   config = rating_ffnn.RatingModelConfig(user_embedding, 4, (8,), 0.0)
   return movielens_rating.create_rating_task_from_data(
-      data, train, test, user_to_client, preprocessing.ClientSpec(1, 16, 0), config)
+      data, train, test, user_to_client, preprocessing.ClientSpec(1, 16, shuffle=False), config)
 
 
 def test_federated_movie_stats_equal_pooled_counts(data, split):

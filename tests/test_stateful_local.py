@@ -22,7 +22,7 @@ def task(tmp_path_factory):
   train, test = splits.per_user_holdout(data.ratings, 0.2, seed=0)
   return movielens_rating.create_rating_task_from_data(
       data, train, test, partitions.iid(data.num_users, 3, seed=0),
-      preprocessing.ClientSpec(1, 16, 0),
+      preprocessing.ClientSpec(1, 16, shuffle=False),
       rating_ffnn.RatingModelConfig("local", _DIM, (8,), 0.0), seed=0)
 
 

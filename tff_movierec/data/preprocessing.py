@@ -1,9 +1,21 @@
-"""Client dataset preprocessing: shuffle -> repeat -> take -> batch -> map."""
+"""Client dataset preprocessing: shuffle -> repeat -> take -> batch -> map.
+
+Shuffling is vectorized: a client's examples are gathered into one set of
+column tensors, and each batch is a `tf.gather` of a random permutation's
+slice. Every epoch visits the examples in a fresh uniformly random order (an
+unbounded shuffle buffer), while the per-example work is a single cheap
+`batch` pass instead of a trip through a shuffle buffer, which cost more
+than the model step on 2 cores (BENCHMARKS.md, issue 4).
+"""
 
 import dataclasses
 from typing import Callable, Optional
 
 import tensorflow as tf
+
+# Examples are copied into the column tensors this many at a time; small
+# chunks batch fastest, and concatenating them costs little next to training.
+_COLLECT_CHUNK = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,13 +25,13 @@ class ClientSpec:
   Attributes:
     num_epochs: passes over the client's data per round (>= 1).
     batch_size: examples per batch (>= 1).
-    shuffle_buffer_size: shuffle buffer; 0 or 1 disables shuffling.
+    shuffle: whether each epoch visits the examples in a fresh random order.
     max_elements: if set, at most this many examples per round (after repeat).
   """
 
   num_epochs: int = 1
   batch_size: int = 256
-  shuffle_buffer_size: int = 10_000
+  shuffle: bool = True
   max_elements: Optional[int] = None
 
   def __post_init__(self):
@@ -27,10 +39,52 @@ class ClientSpec:
       raise ValueError(f"--client_epochs={self.num_epochs}: must be >= 1.")
     if self.batch_size < 1:
       raise ValueError(f"--client_batch_size={self.batch_size}: must be >= 1.")
-    if self.shuffle_buffer_size < 0:
-      raise ValueError(f"--shuffle_buffer_size={self.shuffle_buffer_size}: must be >= 0.")
     if self.max_elements is not None and self.max_elements < 1:
       raise ValueError(f"--max_client_examples={self.max_elements}: must be >= 1.")
+
+
+def collect_columns(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Dataset of examples -> a dataset of one element: the same structure with
+  every tensor stacked along a new first dimension [N, ...] (N may be 0).
+  Works for any finite dataset, also of unknown cardinality."""
+  chunks = dataset.batch(_COLLECT_CHUNK)
+  empty = tf.nest.map_structure(
+      lambda spec: tf.zeros([0] + spec.shape[1:].as_list(), spec.dtype), chunks.element_spec)
+
+  def append(columns, chunk):
+    return tf.nest.map_structure(lambda a, b: tf.concat([a, b], 0), columns, chunk)
+
+  return tf.data.Dataset.range(1).map(lambda _: chunks.reduce(empty, append))
+
+
+def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, num_epochs: int = 1,
+                     max_elements: Optional[int] = None,
+                     seed: Optional[int] = None) -> tf.data.Dataset:
+  """Dataset of examples -> batches of `batch_size` (the last may be smaller)
+  over `num_epochs` passes, each pass in a fresh uniformly random order,
+  truncated to `max_elements` examples if given.
+
+  With a fixed `seed` the order is the same each time the returned dataset is
+  created (as `tf.data.Dataset.shuffle` with a seed); with None it differs.
+  """
+
+  def batches_of(columns):
+    size = tf.shape(tf.nest.flatten(columns)[0], out_type=tf.int64)[0]
+    keys = tf.random.uniform(tf.stack([num_epochs, size]), seed=seed)
+    order = tf.reshape(tf.argsort(keys, axis=1), [-1])
+    if max_elements is not None:
+      order = order[:max_elements]
+    total = tf.size(order, out_type=tf.int64)
+
+    def gather(start):
+      rows = order[start:tf.minimum(start + batch_size, total)]
+      return tf.nest.map_structure(lambda column: tf.gather(column, rows), columns)
+
+    return tf.data.Dataset.range(0, total, batch_size).map(gather)
+
+  # tf.data passes the parts of a tuple element as separate arguments.
+  return collect_columns(dataset).flat_map(
+      lambda *parts: batches_of(parts[0] if len(parts) == 1 else parts))
 
 
 def build_preprocess_fn(
@@ -39,17 +93,18 @@ def build_preprocess_fn(
   """Returns dataset -> dataset: shuffle, repeat, take, batch, then map.
 
   `batch_map_fn` turns a batched element dict into what the model consumes
-  (e.g. an (x, y) tuple).
+  (e.g. an (x, y) tuple). `seed`: see `shuffled_batches`.
   """
 
   def preprocess(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    if spec.shuffle_buffer_size > 1:
-      dataset = dataset.shuffle(spec.shuffle_buffer_size, seed=seed,
-                                reshuffle_each_iteration=True)
-    dataset = dataset.repeat(spec.num_epochs)
-    if spec.max_elements is not None:
-      dataset = dataset.take(spec.max_elements)
-    return dataset.batch(spec.batch_size).map(
-        batch_map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    if spec.shuffle:
+      batches = shuffled_batches(dataset, spec.batch_size, spec.num_epochs,
+                                 spec.max_elements, seed)
+    else:
+      dataset = dataset.repeat(spec.num_epochs)
+      if spec.max_elements is not None:
+        dataset = dataset.take(spec.max_elements)
+      batches = dataset.batch(spec.batch_size)
+    return batches.map(batch_map_fn, num_parallel_calls=tf.data.AUTOTUNE)
 
   return preprocess

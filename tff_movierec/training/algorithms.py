@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tasks import base
+from tff_movierec.data import preprocessing
 from tff_movierec.privacy import aggregators
 from tff_movierec.training import stateful_local
 from tff_movierec.training.optimizers import OptimizerSpec
@@ -137,7 +138,7 @@ def build_training_process(
 
 
 def split_by_holdout(dataset: tf.data.Dataset, reconstruction_batch_size: int,
-                     held_out_batch_size: int = 1024, shuffle_buffer_size: int = 10_000,
+                     held_out_batch_size: int = 1024, shuffle: bool = True,
                      seed: Optional[int] = 0):
   """FedRecon evaluation split: (reconstruction data, held-out data).
 
@@ -151,15 +152,17 @@ def split_by_holdout(dataset: tf.data.Dataset, reconstruction_batch_size: int,
   """
   examples = dataset.unbatch()
   recon = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 0))
-  if shuffle_buffer_size > 1:
-    recon = recon.shuffle(shuffle_buffer_size, seed=seed)
   held_out = examples.filter(lambda x, y: tf.equal(x[HOLDOUT_KEY], 1))
-  return recon.batch(reconstruction_batch_size), held_out.batch(held_out_batch_size)
+  if shuffle:
+    recon = preprocessing.shuffled_batches(recon, reconstruction_batch_size, seed=seed)
+  else:
+    recon = recon.batch(reconstruction_batch_size)
+  return recon, held_out.batch(held_out_batch_size)
 
 
 def build_evaluation_process(
     task: base.FederatedTask, config: AlgorithmConfig, reconstruction_batch_size: int = 256,
-    shuffle_buffer_size: int = 10_000,
+    shuffle: bool = True,
 ) -> tff.learning.templates.LearningProcess:
   """Returns a process whose `next(state, datasets)` evaluates global weights.
 
@@ -173,7 +176,7 @@ def build_evaluation_process(
   if config.algorithm == "fed_recon":
     def split(dataset):
       recon, held_out = split_by_holdout(dataset, reconstruction_batch_size,
-                                         shuffle_buffer_size=shuffle_buffer_size)
+                                         shuffle=shuffle)
       return recon.repeat(config.reconstruction_epochs), held_out
 
     return tff.learning.algorithms.build_fed_recon_eval(

@@ -44,7 +44,7 @@ def federated_evaluator(task: base.FederatedTask, config: algorithms.AlgorithmCo
   training clients' spec); the evaluation process is built once.
   """
   process = algorithms.build_evaluation_process(
-      task, config, client_spec.batch_size, client_spec.shuffle_buffer_size)
+      task, config, client_spec.batch_size, client_spec.shuffle)
   state = process.initialize()
 
   def evaluate(model_weights, client_ids: List[str]) -> Dict[str, float]:
@@ -74,7 +74,7 @@ def _held_out(task: base.FederatedTask, client: str) -> tf.data.Dataset:
   dataset = task.eval_preprocess(task.test_data.create_tf_dataset_for_client(client))
   if task.local_layers:
     _, dataset = algorithms.split_by_holdout(dataset, reconstruction_batch_size=1024,
-                                             shuffle_buffer_size=0)
+                                             shuffle=False)
   return dataset
 
 

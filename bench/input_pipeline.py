@@ -1,0 +1,115 @@
+"""Where a federated round of the rating task spends its time, per stage.
+
+On one client's training data (real ML-1M, 10 Dirichlet clients, client 0),
+examples/s of:
+
+  batch_only        `dataset.batch(B)`: the per-example work no pipeline avoids
+  shuffle_buffer    `dataset.shuffle(10_000).batch(B)`, the former pipeline
+  train_preprocess  the task's pipeline (vectorized shuffle, join, batch)
+  model_step        SGD steps of the Keras network on batches cached in
+                    memory (no input cost), with dropout as given and with 0
+
+Each stage is timed --repeats times inside one `tf.function` (the first call,
+which traces, is not timed); the JSON lines give every time and the median.
+
+Example (the figures in BENCHMARKS.md):
+  .venv/bin/python bench/input_pipeline.py --data_dir=../shared/data/ml-1m \
+      --output=output/input_pipeline.jsonl
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tff_movierec import tff_runtime  # noqa: E402
+
+tff_runtime.stop_workers_at_exit()
+
+import tensorflow as tf  # noqa: E402
+
+from tasks import movielens_rating  # noqa: E402
+from tff_movierec.data import partitions, preprocessing  # noqa: E402
+from tff_movierec.models import rating_ffnn  # noqa: E402
+
+
+def _parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--output", required=True, help="JSON-lines file to append to")
+  parser.add_argument("--batch_size", type=int, default=256)
+  parser.add_argument("--dropout", type=float, default=rating_ffnn.RatingModelConfig.dropout)
+  parser.add_argument("--repeats", type=int, default=5)
+  return parser.parse_args()
+
+
+def _rate(run, num_examples, repeats):
+  run()  # traces
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    seconds.append(time.perf_counter() - start)
+  return [round(num_examples / s) for s in seconds]
+
+
+def _iterate(dataset):
+  count = tf.function(lambda: dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+  return lambda: count()
+
+
+def _task(args, dropout):
+  return movielens_rating.create_rating_task(
+      args.data_dir, partitions.PartitionSpec("dirichlet", 10),
+      preprocessing.ClientSpec(1, args.batch_size),
+      rating_ffnn.RatingModelConfig(dropout=dropout))
+
+
+def _train(task, dataset):
+  """() -> one SGD pass of a fresh task network over `dataset`."""
+  model = task.keras_model_fn()
+  optimizer = tf.keras.optimizers.SGD(0.05)
+  loss_fn = tf.keras.losses.MeanSquaredError()
+
+  @tf.function
+  def train():
+    for x, y in dataset:
+      with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+      optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                    model.trainable_variables))
+
+  return train
+
+
+def main():
+  args = _parse_args()
+  task = _task(args, args.dropout)
+  examples = task.train_data.create_tf_dataset_for_client("0")
+  num_examples = int(examples.cardinality())
+  cached = task.train_preprocess(examples).cache()
+  for _ in cached:  # fills the cache
+    pass
+  stages = {
+      "batch_only": _iterate(examples.batch(args.batch_size)),
+      "shuffle_buffer": _iterate(examples.shuffle(10_000).batch(args.batch_size)),
+      "train_preprocess": _iterate(task.train_preprocess(examples)),
+      f"model_step_dropout_{args.dropout:g}": _train(task, cached),
+      "model_step_dropout_0": _train(_task(args, 0.0), cached),
+  }
+  for stage, run in stages.items():
+    rates = _rate(run, num_examples, args.repeats)
+    record = {"stage": stage, "examples": num_examples, "batch_size": args.batch_size,
+              "examples_per_s": rates, "median": round(statistics.median(rates)),
+              "loadavg": [round(x, 2) for x in os.getloadavg()],
+              "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    with open(args.output, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+  main()
