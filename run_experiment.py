@@ -27,8 +27,8 @@ import pandas as pd
 # KerasTensors and functional models cannot be built.
 import tensorflow as tf
 
-from tasks import movielens_rating
-from tff_movierec import centralized, eda
+from tasks import movielens_rating, movielens_recon
+from tff_movierec import centralized, eda, reconstruction
 from tff_movierec import tff_runtime
 from tff_movierec.data import movielens, partitions, preprocessing, synthetic
 from tff_movierec.data.download import DataError
@@ -38,10 +38,15 @@ from tff_movierec.retrieval import experiment as retrieval_experiment
 from tff_movierec.training import algorithms, evaluation, loop, managers
 from tff_movierec.training.optimizers import OptimizerSpec
 
-_TASKS = ("movielens_rating", "eda", "centralized", "movielens_retrieval")
+_TASKS = ("movielens_rating", "movielens_recon", "eda", "centralized", "movielens_retrieval")
 
 # Task.
-_TASK = flags.DEFINE_enum("task", "movielens_rating", _TASKS, "What to run.")
+_TASK = flags.DEFINE_enum(
+    "task", "movielens_rating", _TASKS,
+    "What to run. movielens_recon: cross-device Federated Reconstruction of a matrix "
+    "factorization, one client per user; unless given, its flags default to 200 rounds "
+    "of 200 users, --embedding_dim=32, --client_weighting=uniform, learning rates "
+    "client 1.0, server 0.02, local (reconstruction) 0.5, --rounds_per_eval=50.")
 _EXPERIMENT_NAME = flags.DEFINE_string(
     "experiment_name", None, "Folder name under --root_output_dir (default: the task name).")
 _SEED = flags.DEFINE_integer(
@@ -94,7 +99,9 @@ _TOTAL_ROUNDS = flags.DEFINE_integer("total_rounds", 15, "Training rounds.")
 _CLIENTS_PER_ROUND = flags.DEFINE_integer("clients_per_round", 10, "Clients per round.")
 _CLIENT_EPOCHS = flags.DEFINE_integer("client_epochs", 1, "Local epochs per round.")
 _CLIENT_BATCH_SIZE = flags.DEFINE_integer("client_batch_size", 256, "Local batch size.")
-_SHUFFLE_BUFFER_SIZE = flags.DEFINE_integer("shuffle_buffer_size", 10_000, "0: no shuffle.")
+_SHUFFLE_CLIENT_EXAMPLES = flags.DEFINE_bool(
+    "shuffle_client_examples", True,
+    "Visit each client's examples in a fresh random order every epoch.")
 _MAX_CLIENT_EXAMPLES = flags.DEFINE_integer(
     "max_client_examples", None, "Cap on examples a client processes per round.")
 _CLIENT_WEIGHTING = flags.DEFINE_enum(
@@ -133,6 +140,31 @@ _TARGET_UNCLIPPED_QUANTILE = flags.DEFINE_float(
 _DP_DELTA = flags.DEFINE_float(
     "dp_delta", None, "δ of the reported (ε, δ); default 1 / num_clients^1.1.")
 
+# Cross-device Federated Reconstruction (--task=movielens_recon).
+_CLIENT_SAMPLING = flags.DEFINE_enum(
+    "client_sampling", "poisson", list(reconstruction.SAMPLINGS),
+    "movielens_recon: each user joins a round with probability clients_per_round / "
+    "users (poisson, what the DP accounting assumes) or exactly clients_per_round "
+    "distinct users (uniform).")
+_RECONSTRUCTION_STEPS = flags.DEFINE_integer(
+    "reconstruction_steps", 10, "movielens_recon: full-batch steps that reconstruct a "
+    "user's embedding from half of its ratings.")
+_POST_RECONSTRUCTION_STEPS = flags.DEFINE_integer(
+    "post_reconstruction_steps", 3, "movielens_recon: full-batch steps on the movie side "
+    "with the other half.")
+_RECONSTRUCTION_L2 = flags.DEFINE_float(
+    "reconstruction_l2", 0.01, "movielens_recon: L2 penalty on the reconstructed user "
+    "embedding and bias.")
+_SERVER_WEIGHT_DECAY = flags.DEFINE_float(
+    "server_weight_decay", 0.5, "movielens_recon: decoupled weight decay of the server "
+    "Adam (AdamW); 0 = plain Adam.")
+_COLD_START_FRACTION = flags.DEFINE_float(
+    "cold_start_fraction", 0.0, "movielens_recon: fraction of users held out of training "
+    "entirely, evaluated after reconstructing from their ratings.")
+_FINAL_EVAL_CLIENTS = flags.DEFINE_integer(
+    "final_eval_clients", None, "movielens_recon: users in the final evaluation (a fixed "
+    "random subset; default all).")
+
 # Evaluation.
 _ROUNDS_PER_EVAL = flags.DEFINE_integer(
     "rounds_per_eval", 5, "Evaluate every this many rounds (0: only at the end).")
@@ -155,7 +187,7 @@ _GROUPS = collections.OrderedDict([
     ("model", ["user_embedding", "embedding_dim", "hidden_units", "dropout",
                "engineered_features"]),
     ("training", ["algorithm", "total_rounds", "clients_per_round", "client_epochs",
-                  "client_batch_size", "shuffle_buffer_size", "max_client_examples",
+                  "client_batch_size", "shuffle_client_examples", "max_client_examples",
                   "client_weighting", "reconstruction_epochs"]),
     ("optimizers", ["client_optimizer", "client_learning_rate", "client_momentum",
                     "server_optimizer", "server_learning_rate", "server_beta_1",
@@ -163,18 +195,98 @@ _GROUPS = collections.OrderedDict([
                     "local_learning_rate"]),
     ("privacy", ["aggregator", "noise_multiplier", "clip_norm",
                  "target_unclipped_quantile", "dp_delta"]),
+    ("reconstruction", ["client_sampling", "reconstruction_steps",
+                        "post_reconstruction_steps", "reconstruction_l2",
+                        "server_weight_decay", "cold_start_fraction", "final_eval_clients"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
     ("output", ["root_output_dir", "rounds_per_checkpoint"]),
 ])
 
 
+# --task=movielens_recon: defaults of the shared flags that differ from the rating
+# task's (the best settings measured on ML-1M, BENCHMARKS.md issue 5), and the
+# flags that do not apply to it.
+_RECON_DEFAULTS = {
+    "total_rounds": 200, "clients_per_round": 200, "embedding_dim": 32,
+    "client_weighting": "uniform", "client_learning_rate": 1.0,
+    "server_learning_rate": 0.02, "local_learning_rate": 0.5, "rounds_per_eval": 50,
+}
+_RECON_ONLY = tuple(_GROUPS["reconstruction"])
+_NOT_FOR_RECON = ("retrieval_mode", "ranking_protocol", "partition", "num_clients",
+                  "dirichlet_concentration", "partition_attribute", "user_embedding",
+                  "hidden_units", "dropout", "engineered_features", "algorithm",
+                  "client_epochs", "client_batch_size", "shuffle_client_examples",
+                  "max_client_examples", "reconstruction_epochs", "client_momentum",
+                  "server_beta_1", "server_beta_2", "baseline_epochs",
+                  "rounds_per_checkpoint")
+
+
 def hparams() -> dict:
-  """Every flag of every group, by name (written to hparams.csv)."""
-  return {name: FLAGS[name].value for group in _GROUPS.values() for name in group}
+  """Every flag of every group that applies to --task, by name (hparams.csv)."""
+  skip = _NOT_FOR_RECON if _TASK.value == "movielens_recon" else _RECON_ONLY
+  return {name: FLAGS[name].value for group in _GROUPS.values() for name in group
+          if name not in skip}
 
 
 class FlagError(ValueError):
   """Contradictory or invalid flags, detected before any training."""
+
+
+def _given(name: str) -> bool:
+  """Whether flag `name` was set (on the command line or programmatically)."""
+  return not FLAGS[name].using_default_value
+
+
+def _check_task_flags() -> None:
+  """Rejects flags given for a task they do not apply to; sets the
+  movielens_recon defaults of the shared flags not given."""
+  recon = _TASK.value == "movielens_recon"
+  stray = _NOT_FOR_RECON if recon else _RECON_ONLY
+  given = [f"--{name}" for name in stray if _given(name)]
+  if given:
+    raise FlagError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply "
+                    f"to --task={_TASK.value}.")
+  if recon:
+    for name, value in _RECON_DEFAULTS.items():
+      if not _given(name):
+        FLAGS.set_default(name, value)
+
+
+def _recon_config() -> reconstruction.ExperimentConfig:
+  """The movielens_recon experiment from flags; raises FlagError naming them."""
+  try:
+    recon = reconstruction.ReconConfig(
+        server_optimizer=_SERVER_OPTIMIZER.value,
+        server_learning_rate=_SERVER_LEARNING_RATE.value,
+        server_weight_decay=_SERVER_WEIGHT_DECAY.value,
+        client_optimizer=_CLIENT_OPTIMIZER.value,
+        client_learning_rate=_CLIENT_LEARNING_RATE.value,
+        reconstruction_optimizer=_LOCAL_OPTIMIZER.value,
+        reconstruction_learning_rate=_LOCAL_LEARNING_RATE.value,
+        reconstruction_l2=_RECONSTRUCTION_L2.value,
+        reconstruction_steps=_RECONSTRUCTION_STEPS.value,
+        post_reconstruction_steps=_POST_RECONSTRUCTION_STEPS.value,
+        uniform_weighting=_CLIENT_WEIGHTING.value == "uniform")
+    aggregator = aggregators.AggregatorSpec(
+        _AGGREGATOR.value, _NOISE_MULTIPLIER.value, _CLIP_NORM.value,
+        _TARGET_UNCLIPPED_QUANTILE.value, _CLIENTS_PER_ROUND.value, _CLIENT_WEIGHTING.value)
+    if not 0 <= _COLD_START_FRACTION.value < 1:
+      raise ValueError(f"--cold_start_fraction={_COLD_START_FRACTION.value}: must be in [0, 1).")
+    _check_dp_delta(aggregator)
+    return reconstruction.ExperimentConfig(
+        rounds=_TOTAL_ROUNDS.value, clients_per_round=_CLIENTS_PER_ROUND.value,
+        sampling=_CLIENT_SAMPLING.value, eval_every=_ROUNDS_PER_EVAL.value,
+        final_eval_clients=_FINAL_EVAL_CLIENTS.value, embedding_dim=_EMBEDDING_DIM.value,
+        recon=recon, aggregator=aggregator, dp_delta=_DP_DELTA.value, seed=_SEED.value)
+  except ValueError as e:
+    raise FlagError(str(e)) from e
+
+
+def _check_dp_delta(aggregator: aggregators.AggregatorSpec) -> None:
+  if _DP_DELTA.value is not None and not aggregator.is_dp:
+    raise FlagError(f"--dp_delta given but --aggregator={_AGGREGATOR.value} is not DP.")
+  if _DP_DELTA.value is not None and not 0 < _DP_DELTA.value < 1:
+    raise FlagError(f"--dp_delta={_DP_DELTA.value}: must be in (0, 1).")
 
 
 def _configs():
@@ -189,7 +301,7 @@ def _configs():
             _PARTITION.value, _NUM_CLIENTS.value, _DIRICHLET_CONCENTRATION.value,
             _PARTITION_ATTRIBUTE.value, _SEED.value),
         client=preprocessing.ClientSpec(
-            _CLIENT_EPOCHS.value, _CLIENT_BATCH_SIZE.value, _SHUFFLE_BUFFER_SIZE.value,
+            _CLIENT_EPOCHS.value, _CLIENT_BATCH_SIZE.value, _SHUFFLE_CLIENT_EXAMPLES.value,
             _MAX_CLIENT_EXAMPLES.value),
         model=rating_ffnn.RatingModelConfig(
             _USER_EMBEDDING.value, _EMBEDDING_DIM.value, hidden_units, _DROPOUT.value,
@@ -227,11 +339,8 @@ def _configs():
         "--algorithm=fed_recon there.")
   if _BASELINE_EPOCHS.value < 0:
     raise FlagError(f"--baseline_epochs={_BASELINE_EPOCHS.value}: must be >= 0.")
-  if _DP_DELTA.value is not None and not configs["aggregator"].is_dp:
-    raise FlagError(f"--dp_delta given but --aggregator={_AGGREGATOR.value} is not DP.")
-  if _DP_DELTA.value is not None and not 0 < _DP_DELTA.value < 1:
-    raise FlagError(f"--dp_delta={_DP_DELTA.value}: must be in (0, 1).")
-  if _PARTITION.value == "natural" and _NUM_CLIENTS.present:
+  _check_dp_delta(configs["aggregator"])
+  if _PARTITION.value == "natural" and _given("num_clients"):
     raise FlagError("--num_clients does not apply to --partition=natural (one client per user).")
   return configs
 
@@ -328,17 +437,52 @@ def run_rating(configs) -> None:
         f"Total time: {time.time() - started:.0f} s")
 
 
+def run_recon(config: reconstruction.ExperimentConfig) -> None:
+  """Cross-device FedRecon matrix factorization; writes metrics.csv, TensorBoard."""
+  started = time.time()
+  task = movielens_recon.load_recon_task(
+      _DATA_DIR.value, synthetic_data=_USE_SYNTHETIC_DATA.value,
+      test_fraction=_TEST_FRACTION.value, cold_start_fraction=_COLD_START_FRACTION.value,
+      seed=_SEED.value)
+  logging.info("%s (built in %.1f s).", task.description, time.time() - started)
+  output_dir = _output_dir()
+  os.makedirs(output_dir, exist_ok=True)
+  managers.write_hparams(hparams(), os.path.join(output_dir, "hparams.csv"))
+
+  def on_round(round_num, metrics):
+    logging.info("round %d/%d  %s", round_num, config.rounds,
+                 "  ".join(f"{name} {value:.4g}" for name, value in metrics.items()))
+
+  final = reconstruction.run_recon_experiment(
+      task.train, task.eval_seen, task.num_movies, config, eval_unseen=task.eval_unseen,
+      output_dir=output_dir, on_round=on_round)
+  print(f"Held-out ratings of {final['eval/clients']:.0f} training users: "
+        f"RMSE {final['eval/rmse']:.4f}, MAE {final['eval/mae']:.4f}")
+  if "unseen/rmse" in final:
+    print(f"Users never trained on: RMSE {final['unseen/rmse']:.4f}, "
+          f"MAE {final['unseen/mae']:.4f}")
+  if "epsilon" in final:
+    print(f"Privacy: (ε = {final['epsilon']:.2f}, δ = {final['delta']:.2g}) user-level DP "
+          f"after {config.rounds} rounds.")
+  print(f"Per-round metrics: {os.path.join(output_dir, 'metrics.csv')}\n"
+        f"TensorBoard:       tensorboard --logdir {os.path.join(output_dir, 'tensorboard')}\n"
+        f"Total time: {time.time() - started:.0f} s")
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   tff_runtime.stop_workers_at_exit()
   try:
+    _check_task_flags()
     if _TASK.value == "eda":
       run_eda()
     elif _TASK.value == "centralized":
       run_centralized()
     elif _TASK.value == "movielens_retrieval":
       run_retrieval()
+    elif _TASK.value == "movielens_recon":
+      run_recon(_recon_config())
     else:
       run_rating(_configs())
   except (FlagError, DataError) as e:

@@ -96,3 +96,38 @@ def test_contradictory_flags_fail_before_training(tmp_path, capfd, overrides, me
   assert exit_info.value.code == 2
   assert message in capfd.readouterr().err
   assert not os.path.exists(os.path.join(str(tmp_path), "movielens_rating"))
+
+
+def test_recon_task_trains_with_dp_and_reports_epsilon(tmp_path, capfd):
+  with flagsaver.flagsaver(task="movielens_recon", use_synthetic_data=True, total_rounds=2,
+                           clients_per_round=20, rounds_per_eval=1, embedding_dim=4,
+                           aggregator="dp_adaptive", noise_multiplier=1.0,
+                           root_output_dir=str(tmp_path)):
+    run_experiment.main(["run_experiment"])
+  output = os.path.join(str(tmp_path), "movielens_recon")
+  metrics = pd.read_csv(os.path.join(output, "metrics.csv"))
+  assert list(metrics["round"]) == [1, 2]
+  assert 0 < metrics["epsilon"][0] < metrics["epsilon"][1]
+  assert metrics["eval/rmse"].notna().all()
+  hparams = pd.read_csv(os.path.join(output, "hparams.csv"))
+  # Recon defaults where not given; flags of other tasks left out.
+  assert hparams.loc[0, "client_weighting"] == "uniform"
+  assert hparams.loc[0, "server_learning_rate"] == 0.02
+  assert "dropout" not in hparams.columns and "reconstruction_l2" in hparams.columns
+  out = capfd.readouterr().out
+  assert f"ε = {metrics['epsilon'][1]:.2f}" in out and "RMSE" in out
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(task="movielens_recon", dropout=0.1, client_epochs=2),
+     "--dropout, --client_epochs do not apply to --task=movielens_recon."),
+    (dict(reconstruction_l2=0.1), "--reconstruction_l2 does not apply to --task=movielens_rating."),
+    (dict(task="movielens_recon", server_optimizer="sgd"), "needs --server_optimizer=adam"),
+])
+def test_flags_of_another_task_fail_before_training(tmp_path, capfd, overrides, message):
+  with pytest.raises(SystemExit) as exit_info:
+    with flagsaver.flagsaver(root_output_dir=str(tmp_path), **overrides):
+      run_experiment.main(["run_experiment"])
+  assert exit_info.value.code == 2
+  assert message in capfd.readouterr().err
+  assert not os.listdir(str(tmp_path))

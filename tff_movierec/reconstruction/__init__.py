@@ -7,4 +7,4 @@ from tff_movierec.reconstruction.process import (
     OPTIMIZER_NAMES, ReconConfig, build_evaluation_process, build_training_process,
     model_fn_for)
 from tff_movierec.reconstruction.training import (
-    ExperimentConfig, evaluate, run_recon_experiment)
+    SAMPLINGS, ExperimentConfig, evaluate, run_recon_experiment)
