@@ -267,9 +267,7 @@ def _recon_config() -> reconstruction.ExperimentConfig:
         reconstruction_steps=_RECONSTRUCTION_STEPS.value,
         post_reconstruction_steps=_POST_RECONSTRUCTION_STEPS.value,
         uniform_weighting=_CLIENT_WEIGHTING.value == "uniform")
-    aggregator = aggregators.AggregatorSpec(
-        _AGGREGATOR.value, _NOISE_MULTIPLIER.value, _CLIP_NORM.value,
-        _TARGET_UNCLIPPED_QUANTILE.value, _CLIENTS_PER_ROUND.value, _CLIENT_WEIGHTING.value)
+    aggregator = _aggregator_spec()
     if not 0 <= _COLD_START_FRACTION.value < 1:
       raise ValueError(f"--cold_start_fraction={_COLD_START_FRACTION.value}: must be in [0, 1).")
     _check_dp_delta(aggregator)
@@ -280,6 +278,13 @@ def _recon_config() -> reconstruction.ExperimentConfig:
         recon=recon, aggregator=aggregator, dp_delta=_DP_DELTA.value, seed=_SEED.value)
   except ValueError as e:
     raise FlagError(str(e)) from e
+
+
+def _aggregator_spec() -> aggregators.AggregatorSpec:
+  """The model-update aggregator from the privacy flags (raises ValueError)."""
+  return aggregators.AggregatorSpec(
+      _AGGREGATOR.value, _NOISE_MULTIPLIER.value, _CLIP_NORM.value,
+      _TARGET_UNCLIPPED_QUANTILE.value, _CLIENTS_PER_ROUND.value, _CLIENT_WEIGHTING.value)
 
 
 def _check_dp_delta(aggregator: aggregators.AggregatorSpec) -> None:
@@ -316,10 +321,7 @@ def _configs():
             OptimizerSpec(_LOCAL_OPTIMIZER.value, _LOCAL_LEARNING_RATE.value,
                           flag_prefix="local"),
             _RECONSTRUCTION_EPOCHS.value),
-        aggregator=aggregators.AggregatorSpec(
-            _AGGREGATOR.value, _NOISE_MULTIPLIER.value, _CLIP_NORM.value,
-            _TARGET_UNCLIPPED_QUANTILE.value, _CLIENTS_PER_ROUND.value,
-            _CLIENT_WEIGHTING.value),
+        aggregator=_aggregator_spec(),
         loop=loop.LoopConfig(
             _TOTAL_ROUNDS.value, _CLIENTS_PER_ROUND.value, _ROUNDS_PER_EVAL.value,
             _ROUNDS_PER_CHECKPOINT.value, _SEED.value),
