@@ -390,6 +390,7 @@ def run_rating(configs) -> None:
   """The federated rating study; writes metrics.csv, per_client.csv, TensorBoard."""
 
   started = time.time()
+  aggregators.set_simulation_context(configs["aggregator"])
   tf.keras.utils.set_random_seed(_SEED.value)  # The Keras comparison models.
   task = movielens_rating.create_rating_task(
       _data_dir(), configs["partition"], configs["client"], configs["model"],
@@ -442,6 +443,7 @@ def run_rating(configs) -> None:
 def run_recon(config: reconstruction.ExperimentConfig) -> None:
   """Cross-device FedRecon matrix factorization; writes metrics.csv, TensorBoard."""
   started = time.time()
+  aggregators.set_simulation_context(config.aggregator)
   task = movielens_recon.load_recon_task(
       _DATA_DIR.value, synthetic_data=_USE_SYNTHETIC_DATA.value,
       test_fraction=_TEST_FRACTION.value, cold_start_fraction=_COLD_START_FRACTION.value,

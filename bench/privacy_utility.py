@@ -96,7 +96,7 @@ def _write(rows, args):
       f.write(f"| {row['noise_multiplier']} | {row['epsilon']} | {row['rmse']} | "
               f"{row['unseen_rmse']} | {row['rounds']} | {row['clients_per_round']} | "
               f"{row['minutes']} |\n")
-  private = [r for r in rows if r["noise_multiplier"] > 0]
+  private = sorted((r for r in rows if r["noise_multiplier"] > 0), key=lambda r: r["epsilon"])
   figure, axis = plt.subplots(figsize=(5, 3.5))
   if private:
     axis.plot([r["epsilon"] for r in private], [r["rmse"] for r in private], "o-",

@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from scipy import stats
 
-from tff_movierec import privacy, reconstruction
+from tff_movierec import privacy, reconstruction, tff_runtime
 from tff_movierec.data import movielens, synthetic
 from tff_movierec.privacy import accounting
 from tasks import movielens_recon
@@ -156,7 +156,7 @@ def task(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def native_context_after_test():
   yield
-  tff.backends.native.set_sync_local_cpp_execution_context()
+  tff_runtime.switch_context(tff.backends.native.set_sync_local_cpp_execution_context)
 
 
 @pytest.mark.parametrize("kind", privacy.KINDS)

@@ -7,8 +7,10 @@ from absl import flags
 from absl.testing import flagsaver
 import pandas as pd
 import pytest
+import tensorflow_federated as tff
 
 import run_experiment
+from tff_movierec import tff_runtime
 
 FLAGS = flags.FLAGS
 # Small but complete: 3 non-IID clients, the default algorithm (stateful_local),
@@ -131,3 +133,12 @@ def test_flags_of_another_task_fail_before_training(tmp_path, capfd, overrides, 
   assert exit_info.value.code == 2
   assert message in capfd.readouterr().err
   assert not os.listdir(str(tmp_path))
+
+
+def test_secure_aggregation_runs_from_flags(tmp_path):
+  try:
+    output = _run(tmp_path, experiment_name="secure", aggregator="secure", total_rounds=1,
+                  baseline_epochs=0)
+  finally:
+    tff_runtime.switch_context(tff.backends.native.set_sync_local_cpp_execution_context)
+  assert _read_rounds(output) == [1]

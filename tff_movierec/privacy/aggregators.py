@@ -31,6 +31,8 @@ from typing import Optional
 
 import tensorflow_federated as tff
 
+from tff_movierec import tff_runtime
+
 KINDS = ("none", "dp_fixed", "dp_adaptive", "secure", "compression")
 WEIGHTINGS = ("num_examples", "uniform")
 DEFAULT_ADAPTIVE_INITIAL_CLIP = 0.1
@@ -175,8 +177,7 @@ def set_simulation_context(spec: AggregatorSpec) -> None:
   by `secure`; `tff.backends.test`'s context simulates them (in the clear, for
   research). Every other kind runs in the native local C++ context.
   """
-  if spec.kind == "secure":
-    tff.backends.test.set_sync_test_cpp_execution_context()
-  else:
-    tff.backends.native.set_sync_local_cpp_execution_context()
+  tff_runtime.switch_context(
+      tff.backends.test.set_sync_test_cpp_execution_context if spec.kind == "secure"
+      else tff.backends.native.set_sync_local_cpp_execution_context)
 
