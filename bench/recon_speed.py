@@ -26,6 +26,7 @@ Example:
 """
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -57,16 +58,17 @@ def _cpu_seconds() -> float:
 
 
 def _set_context(name: str) -> None:
-  tff_runtime.stop_workers()
   if name == "native":
-    tff.backends.native.set_sync_local_cpp_execution_context()
+    set_context = tff.backends.native.set_sync_local_cpp_execution_context
   elif name.startswith("native_mc"):
-    tff.backends.native.set_sync_local_cpp_execution_context(
+    set_context = functools.partial(
+        tff.backends.native.set_sync_local_cpp_execution_context,
         max_concurrent_computation_calls=int(name[len("native_mc"):]))
   elif name == "test":
-    tff.backends.test.set_sync_test_cpp_execution_context()
+    set_context = tff.backends.test.set_sync_test_cpp_execution_context
   else:
     raise ValueError(f"--contexts: unknown context {name!r}.")
+  tff_runtime.switch_context(set_context)
 
 
 def _tutorial_clients(train):
