@@ -50,8 +50,9 @@ _TASK = flags.DEFINE_enum(
 _EXPERIMENT_NAME = flags.DEFINE_string(
     "experiment_name", None, "Folder name under --root_output_dir (default: the task name).")
 _SEED = flags.DEFINE_integer(
-    "seed", 0, "Seed of the split, partition, client sampling, shuffling and the Keras "
-    "comparison models (TFF's initial weights are not seeded: runs differ slightly).")
+    "seed", 0, "Seed of the split, partition, client sampling and the Keras comparison "
+    "models' weights. Training shuffles are not seeded (a seed would replay each client's "
+    "order every round), nor are TFF's initial weights: runs differ slightly.")
 _USE_SYNTHETIC_DATA = flags.DEFINE_bool(
     "use_synthetic_data", False, "Use small generated data instead of MovieLens (for tests).")
 
@@ -86,6 +87,10 @@ _USER_EMBEDDING = flags.DEFINE_enum(
 _EMBEDDING_DIM = flags.DEFINE_integer("embedding_dim", 32, "User and movie embedding size.")
 _HIDDEN_UNITS = flags.DEFINE_list("hidden_units", ["256", "128"], "Hidden layer sizes.")
 _DROPOUT = flags.DEFINE_float("dropout", 0.2, "Dropout after each hidden layer.")
+_DROPOUT_MASKS = flags.DEFINE_enum(
+    "dropout_masks", "hashed", rating_ffnn.DROPOUT_MASKS,
+    "hashed: keep-masks from a counter hash, the rate rounded to 1/256 (fast in TFF); "
+    "keras: tf.keras.layers.Dropout.")
 _ENGINEERED_FEATURES = flags.DEFINE_bool(
     "engineered_features", True,
     "Use user mean (client-side), movie mean and popularity (federated sum).")
@@ -185,7 +190,7 @@ _GROUPS = collections.OrderedDict([
     ("data", ["data_dir", "test_fraction", "partition", "num_clients",
               "dirichlet_concentration", "partition_attribute"]),
     ("model", ["user_embedding", "embedding_dim", "hidden_units", "dropout",
-               "engineered_features"]),
+               "dropout_masks", "engineered_features"]),
     ("training", ["algorithm", "total_rounds", "clients_per_round", "client_epochs",
                   "client_batch_size", "shuffle_client_examples", "max_client_examples",
                   "client_weighting", "reconstruction_epochs"]),
@@ -214,7 +219,8 @@ _RECON_DEFAULTS = {
 _RECON_ONLY = tuple(_GROUPS["reconstruction"])
 _NOT_FOR_RECON = ("retrieval_mode", "ranking_protocol", "partition", "num_clients",
                   "dirichlet_concentration", "partition_attribute", "user_embedding",
-                  "hidden_units", "dropout", "engineered_features", "algorithm",
+                  "hidden_units", "dropout", "dropout_masks", "engineered_features",
+                  "algorithm",
                   "client_epochs", "client_batch_size", "shuffle_client_examples",
                   "max_client_examples", "reconstruction_epochs", "client_momentum",
                   "server_beta_1", "server_beta_2", "baseline_epochs",
@@ -310,7 +316,7 @@ def _configs():
             _MAX_CLIENT_EXAMPLES.value),
         model=rating_ffnn.RatingModelConfig(
             _USER_EMBEDDING.value, _EMBEDDING_DIM.value, hidden_units, _DROPOUT.value,
-            _ENGINEERED_FEATURES.value),
+            _ENGINEERED_FEATURES.value, _DROPOUT_MASKS.value),
         algorithm=algorithms.AlgorithmConfig(
             _ALGORITHM.value, _CLIENT_WEIGHTING.value,
             OptimizerSpec(_CLIENT_OPTIMIZER.value, _CLIENT_LEARNING_RATE.value,

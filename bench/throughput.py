@@ -54,6 +54,8 @@ def _parse_args():
   parser.add_argument("--batch_size", type=int, default=256)
   parser.add_argument("--dropout", type=float, default=rating_ffnn.RatingModelConfig.dropout,
                       help="dropout of the rating network (its default if not given)")
+  parser.add_argument("--dropout_masks", default=rating_ffnn.RatingModelConfig.dropout_masks,
+                      choices=rating_ffnn.DROPOUT_MASKS)
   parser.add_argument("--client_learning_rate", type=float, default=0.05)
   parser.add_argument("--local_learning_rate", type=float, default=20.0)
   parser.add_argument("--reconstruction_epochs", type=int, default=1)
@@ -100,10 +102,11 @@ def _federated(task, args):
   process = algorithms.build_training_process(task, config)
   state = process.initialize()
   passes = 1 + (args.reconstruction_epochs if args.algorithm == "fed_recon" else 0)
+  datasets = loop.TrainingDatasets(task)
   rates = []
   for round_num in range(1, args.rounds + 1):
     start = time.perf_counter()
-    output = loop.run_round(process, task, state, task.train_data.client_ids)
+    output = loop.run_round(process, datasets, state, task.train_data.client_ids)
     state = output.state
     seconds = time.perf_counter() - start
     examples = next(v for k, v in loop.flatten_metrics(output.metrics).items()
@@ -124,7 +127,7 @@ def main():
       preprocessing.ClientSpec(1, args.batch_size),
       rating_ffnn.RatingModelConfig(
           user_embedding="none" if args.algorithm == "fedavg" else "local",
-          dropout=args.dropout))
+          dropout=args.dropout, dropout_masks=args.dropout_masks))
   centralized = _centralized(task, args)
   federated, passes = _federated(task, args)
 
@@ -133,7 +136,8 @@ def main():
 
   summary = {
       "setting": "summary", "algorithm": args.algorithm,
-      "batch_size": args.batch_size, "dropout": args.dropout, "clients": args.num_clients,
+      "batch_size": args.batch_size, "dropout": args.dropout,
+      "dropout_masks": args.dropout_masks, "clients": args.num_clients,
       "centralized_examples_per_s": round(steady(centralized)),
       "federated_examples_per_s": round(steady(federated)),
       "federated_processed_per_s": round(steady(federated) * passes),

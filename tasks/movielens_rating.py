@@ -170,7 +170,9 @@ def create_rating_task(
   """Loads MovieLens-1M (or small synthetic data) and builds the task.
 
   The split is the canonical per-user holdout (`test_fraction`, `seed`); the
-  partition is computed on the training ratings only.
+  partition is computed on the training ratings only. Training shuffles are
+  not seeded: a seeded shuffle would replay each client's order in every
+  round (and every Keras epoch), an unseeded one draws a fresh order each time.
   """
   if use_synthetic_data:
     data_dir = synthetic.write_synthetic_movielens(
@@ -180,4 +182,4 @@ def create_rating_task(
   user_to_client = partitions.partition_users(
       partition_spec, train, data.users, features.genre_multi_hot(data))
   return create_rating_task_from_data(
-      data, train, test, user_to_client, train_client_spec, model_config, seed=seed)
+      data, train, test, user_to_client, train_client_spec, model_config, seed=None)

@@ -2,6 +2,7 @@
 checkpoint; resumes from the last checkpoint of an interrupted run."""
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -70,11 +71,41 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, f
   return flat
 
 
-def run_round(process, task: base.FederatedTask, state, clients: Sequence[str]):
-  """One round of `process` (see `run_training`) with `clients`' training data
-  preprocessed by the task; returns the process's output (.state, .metrics)."""
-  datasets = [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
-              for c in clients]
+class TrainingDatasets:
+  """Clients' preprocessed training datasets, built on first use and reused
+  in later rounds (the most recently used `capacity` clients are kept).
+
+  Building a dataset traces its preprocessing functions in Python (about 0.1 s
+  per client, paid before the round starts: 10-16% of a round of the default
+  study when rebuilt every round). A `tf.data.Dataset` is a recipe that every
+  round runs afresh in TFF's worker, so reusing it changes nothing else: a
+  shuffle without seed draws a new order each round, one with a seed the same
+  order each round, as a rebuilt dataset would.
+  """
+
+  def __init__(self, task: base.FederatedTask, capacity: int = 1000):
+    self._task = task
+    self._capacity = capacity
+    self._datasets: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+
+  def __call__(self, clients: Sequence[str]) -> list:
+    datasets = []
+    for client in clients:
+      if client in self._datasets:
+        self._datasets.move_to_end(client)
+      else:
+        self._datasets[client] = self._task.train_preprocess(
+            self._task.train_data.create_tf_dataset_for_client(client))
+        if len(self._datasets) > self._capacity:
+          self._datasets.popitem(last=False)
+      datasets.append(self._datasets[client])
+    return datasets
+
+
+def run_round(process, datasets: TrainingDatasets, state, clients: Sequence[str]):
+  """One round of `process` (see `run_training`) with `clients`' preprocessed
+  training data; returns the process's output (.state, .metrics)."""
+  datasets = datasets(clients)
   if isinstance(process, stateful_local.StatefulLocalProcess):
     return process.next(state, datasets, clients)
   return process.next(state, datasets)
@@ -120,10 +151,11 @@ def run_training(
   else:
     logging.info("Resuming from the checkpoint of round %d.", last_round)
   client_ids = task.train_data.client_ids
+  datasets = TrainingDatasets(task)
   started = time.time()
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
-    output = run_round(process, task, state, sample_clients(client_ids, round_num, config))
+    output = run_round(process, datasets, state, sample_clients(client_ids, round_num, config))
     state = output.state
     seconds = time.time() - round_start
     values = flatten_metrics(output.metrics)

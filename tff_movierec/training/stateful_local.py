@@ -34,6 +34,7 @@ import tensorflow_federated as tff
 
 from tasks import base
 from tff_movierec import privacy
+from tff_movierec.training import sparse_updates
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 
@@ -122,11 +123,10 @@ class StatefulLocalProcess:
           output = model.forward_pass(batch, training=True)
           batch_loss = loss_fn(output.labels, output.predictions)
         global_grads, local_grads = tape.gradient(batch_loss, trainable)
-        client_state, new_global = client_optimizer.next(
-            client_state, trainable[0], global_grads)
-        local_state, new_local = local_optimizer.next(local_state, trainable[1], local_grads)
-        _assign(list(trainable[0]), list(new_global))
-        _assign(list(trainable[1]), list(new_local))
+        client_state = sparse_updates.apply_step(
+            client_optimizer, client_state, trainable[0], global_grads)
+        local_state = sparse_updates.apply_step(
+            local_optimizer, local_state, trainable[1], local_grads)
         error = tf.cast(output.predictions, tf.float64) - tf.cast(output.labels, tf.float64)
         sums = collections.OrderedDict(
             squared_error=sums["squared_error"] + tf.reduce_sum(error ** 2),
