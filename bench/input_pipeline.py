@@ -18,13 +18,13 @@ Example (the figures in BENCHMARKS.md):
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
 from tff_movierec import tff_runtime  # noqa: E402
 
 tff_runtime.stop_workers_at_exit()
@@ -102,13 +102,9 @@ def main():
   }
   for stage, run in stages.items():
     rates = _rate(run, num_examples, args.repeats)
-    record = {"stage": stage, "examples": num_examples, "batch_size": args.batch_size,
-              "examples_per_s": rates, "median": round(statistics.median(rates)),
-              "loadavg": [round(x, 2) for x in os.getloadavg()],
-              "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
-    with open(args.output, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    print(json.dumps(record), flush=True)
+    jsonl_log.append_record(
+        {"stage": stage, "examples": num_examples, "batch_size": args.batch_size,
+         "examples_per_s": rates, "median": round(statistics.median(rates))}, args.output)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Example (the figures in BENCHMARKS.md):
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -29,6 +28,7 @@ from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
 from tff_movierec import tff_runtime  # noqa: E402
 
 tff_runtime.stop_workers_at_exit()
@@ -92,29 +92,20 @@ def main():
       output = loop.run_round(process, datasets, state, task.train_data.client_ids)
       seconds, cpu = time.perf_counter() - start, _worker_cpu_seconds() - cpu
       runs[variant][2] = output.state
-      examples = next(v for k, v in loop.flatten_metrics(output.metrics).items()
-                      if k.endswith("/examples"))
+      examples = loop.training_metric(loop.flatten_metrics(output.metrics), "examples")
       record = {"variant": variant, "round": round_num, "examples": int(examples),
                 "seconds": round(seconds, 2), "examples_per_s": round(examples / seconds),
                 "worker_cpu_s": round(cpu, 2)}
       if round_num > 1:
         results[variant]["examples_per_s"].append(examples / seconds)
         results[variant]["worker_cpu_s"].append(cpu)
-      _write(record, args.output)
+      jsonl_log.append_record(record, args.output)
   for variant in variants:
-    _write({"variant": variant, "summary": True,
-            "median_examples_per_s": round(statistics.median(results[variant]["examples_per_s"])),
-            "median_worker_cpu_s": round(statistics.median(results[variant]["worker_cpu_s"]), 2)},
-           args.output)
-
-
-def _write(record, path):
-  record = dict(record, loadavg=[round(x, 2) for x in os.getloadavg()],
-                time=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-  print(json.dumps(record), flush=True)
-
+    jsonl_log.append_record(
+        {"variant": variant, "summary": True,
+         "median_examples_per_s": round(statistics.median(results[variant]["examples_per_s"])),
+         "median_worker_cpu_s": round(statistics.median(results[variant]["worker_cpu_s"]), 2)},
+        args.output)
 
 if __name__ == "__main__":
   main()

@@ -24,13 +24,13 @@ Example (the figures in BENCHMARKS.md):
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
 from tff_movierec import tff_runtime  # noqa: E402
 
 tff_runtime.stop_workers_at_exit()
@@ -65,13 +65,6 @@ def _parse_args():
   return parser.parse_args()
 
 
-def _write(record, path):
-  record = dict(record, loadavg=[round(x, 2) for x in os.getloadavg()],
-                time=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-  print(json.dumps(record), flush=True)
-
 
 def _centralized(task, args):
   """Examples/s of each epoch of a Keras fit with the client optimizer."""
@@ -87,8 +80,9 @@ def _centralized(task, args):
     model.fit(dataset, epochs=1, verbose=0)
     seconds = time.perf_counter() - start
     rates.append(num_examples / seconds)
-    _write({"setting": "centralized_keras_fit", "epoch": epoch, "examples": num_examples,
-            "seconds": round(seconds, 2), "examples_per_s": round(rates[-1])}, args.output)
+    jsonl_log.append_record(
+        {"setting": "centralized_keras_fit", "epoch": epoch, "examples": num_examples,
+         "seconds": round(seconds, 2), "examples_per_s": round(rates[-1])}, args.output)
   return rates
 
 
@@ -109,13 +103,13 @@ def _federated(task, args):
     output = loop.run_round(process, datasets, state, task.train_data.client_ids)
     state = output.state
     seconds = time.perf_counter() - start
-    examples = next(v for k, v in loop.flatten_metrics(output.metrics).items()
-                    if k.endswith("/examples"))
+    examples = loop.training_metric(loop.flatten_metrics(output.metrics), "examples")
     rates.append(examples / seconds)
-    _write({"setting": f"federated_{config.algorithm}", "round": round_num,
-            "examples": int(examples), "seconds": round(seconds, 2),
-            "examples_per_s": round(rates[-1]),
-            "processed_per_s": round(rates[-1] * passes)}, args.output)
+    jsonl_log.append_record(
+        {"setting": f"federated_{config.algorithm}", "round": round_num,
+         "examples": int(examples), "seconds": round(seconds, 2),
+         "examples_per_s": round(rates[-1]),
+         "processed_per_s": round(rates[-1] * passes)}, args.output)
   return rates, passes
 
 
@@ -144,7 +138,7 @@ def main():
       "federated_over_centralized": round(steady(federated) / steady(centralized), 3),
       "cpu_count": os.cpu_count(),
   }
-  _write(summary, args.output)
+  jsonl_log.append_record(summary, args.output)
 
 
 if __name__ == "__main__":

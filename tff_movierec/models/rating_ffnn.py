@@ -13,8 +13,9 @@ Output: float32 [B, 1], the predicted rating.
 
 Embeddings of user, movie and demographics are concatenated with the genre and
 numeric features and passed through Dense(256) -> Dense(128) -> Dense(1) with
-ReLU and dropout (hashed masks by default, see hashed_dropout.py); the output adds the numeric baseline `user_mean +
-movie_mean - global_mean` so that the network learns a residual.
+ReLU and dropout (hashed masks by default, see hashed_dropout.py); the output
+adds the numeric baseline `user_mean + movie_mean - global_mean` so that the
+network learns a residual.
 """
 
 import dataclasses
@@ -140,10 +141,10 @@ def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, in
       inputs[name] = tf.keras.Input(shape=(), dtype=tf.float32, name=name)
       parts.append(tf.keras.layers.Reshape((1,), name=f"{name}_column")(inputs[name]))
   hidden = tf.keras.layers.Concatenate(name="fused_features")(parts)
+  dropout = (hashed_dropout.HashedDropout if config.dropout_masks == "hashed"
+             else tf.keras.layers.Dropout)
   for index, units in enumerate(config.hidden_units):
     hidden = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
-    dropout = (hashed_dropout.HashedDropout if config.dropout_masks == "hashed"
-               else tf.keras.layers.Dropout)
     hidden = dropout(config.dropout, name=f"dropout_{index}")(hidden)
   residual = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
   baseline = BaselinePlusResidual(global_mean, config.engineered_features, name="rating")

@@ -159,7 +159,7 @@ def run_training(
     state = output.state
     seconds = time.time() - round_start
     values = flatten_metrics(output.metrics)
-    examples = _find(values, "examples")
+    examples = training_metric(values, "examples")
     values.update({"round_seconds": seconds,
                    "examples_per_second": examples / seconds if examples else 0.0})
     if round_metrics_fn is not None:
@@ -175,12 +175,13 @@ def run_training(
     eta = (time.time() - started) / done * (config.total_rounds - round_num)
     logging.info(
         "round %d/%d  loss %.4f  mae %.4f  %s%.1f s  %.0f examples/s  ETA %.0f s",
-        round_num, config.total_rounds, _find(values, "loss"), _find(values, "mae"),
-        _eval_summary(values), seconds, values["examples_per_second"], eta)
+        round_num, config.total_rounds, training_metric(values, "loss"),
+        training_metric(values, "mae"), _eval_summary(values), seconds,
+        values["examples_per_second"], eta)
   return state
 
 
-def _find(values: Mapping[str, float], suffix: str) -> float:
+def training_metric(values: Mapping[str, float], suffix: str) -> float:
   """The first training metric whose name ends with /suffix (nan if none)."""
   for name, value in values.items():
     if name.endswith("/" + suffix) and not name.startswith("eval/"):
