@@ -75,9 +75,9 @@ class TrainingDatasets:
   """Clients' preprocessed training datasets, built on first use and reused
   in later rounds (the most recently used `capacity` clients are kept).
 
-  Building a dataset traces its preprocessing functions in Python (about 0.1 s
-  per client, paid before the round starts: 10-16% of a round of the default
-  study when rebuilt every round). A `tf.data.Dataset` is a recipe that every
+  Building a dataset traces its preprocessing functions in Python, before the
+  round starts (in one profile 1.8 s of an 11.5 s round of the default study,
+  BENCHMARKS.md). A `tf.data.Dataset` is a recipe that every
   round runs afresh in TFF's worker, so reusing it changes nothing else: a
   shuffle without seed draws a new order each round, one with a seed the same
   order each round, as a rebuilt dataset would.
