@@ -33,8 +33,9 @@ $(STAMP): requirements.txt setup.py Makefile
 run: $(STAMP)
 	$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)
 
+# The tests run in a private network namespace (loopback only) where possible.
 test: $(STAMP)
-	$(VPY) -m pytest -q tests
+	tests/private_network.sh $(VPY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) output

@@ -1,6 +1,7 @@
 """Where a federated round of the rating task spends its time, per stage.
 
-On one client's training data (real ML-1M, 10 Dirichlet clients, client 0),
+On one client's training data (the `movielens_rating` task with
+run_experiment.py's settings: real ML-1M, 10 Dirichlet clients; client 0),
 examples/s of:
 
   batch_only        `dataset.batch(B)`: the per-example work no pipeline avoids
@@ -15,6 +16,10 @@ which traces, is not timed); the JSON lines give every time and the median.
 Example (the figures in BENCHMARKS.md):
   .venv/bin/python bench/input_pipeline.py --data_dir=../shared/data/ml-1m \
       --output=output/input_pipeline.jsonl
+
+Smoke run on small synthetic data:
+  .venv/bin/python bench/input_pipeline.py --synthetic --repeats=1 \
+      --output=/tmp/input_pipeline.jsonl
 """
 
 import argparse
@@ -24,26 +29,29 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import engine  # noqa: E402  (bench/engine.py)
 import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
-from tff_movierec import tff_runtime  # noqa: E402
-
-tff_runtime.stop_workers_at_exit()
-
 import tensorflow as tf  # noqa: E402
 
 from tasks import movielens_rating  # noqa: E402
-from tff_movierec.data import partitions, preprocessing  # noqa: E402
-from tff_movierec.models import rating_ffnn  # noqa: E402
+from tff_movierec import tff_runtime  # noqa: E402
+
+tff_runtime.install()
 
 
 def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--data_dir", help="MovieLens-1M folder (default: the cache)")
+  parser.add_argument("--synthetic", action="store_true", help="small generated data")
   parser.add_argument("--output", required=True, help="JSON-lines file to append to")
   parser.add_argument("--batch_size", type=int, default=256)
-  parser.add_argument("--dropout", type=float, default=rating_ffnn.RatingModelConfig.dropout)
+  parser.add_argument("--dropout", type=float,
+                      default=engine.hparams("movielens_rating", {})["dropout"])
   parser.add_argument("--repeats", type=int, default=5)
-  return parser.parse_args()
+  args = parser.parse_args()
+  if args.synthetic and args.data_dir:
+    parser.error("--data_dir with --synthetic: choose the real data or the synthetic data.")
+  return args
 
 
 def _rate(run, num_examples, repeats):
@@ -62,10 +70,12 @@ def _iterate(dataset):
 
 
 def _task(args, dropout):
-  return movielens_rating.create_rating_task(
-      args.data_dir, partitions.PartitionSpec("dirichlet", 10),
-      preprocessing.ClientSpec(1, args.batch_size),
-      rating_ffnn.RatingModelConfig(dropout=dropout))
+  settings = {"use_synthetic_data": args.synthetic, "client_batch_size": args.batch_size,
+              "dropout": dropout}
+  if args.data_dir:
+    settings["data_dir"] = args.data_dir
+  hp = engine.hparams("movielens_rating", settings)
+  return movielens_rating.create_rating_task(movielens_rating.configure(hp))
 
 
 def _train(task, dataset):

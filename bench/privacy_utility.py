@@ -1,49 +1,70 @@
 """Privacy-utility trade-off of user-level DP FedRecon on MovieLens-1M.
 
-For each noise multiplier z, trains FedRecon with a DP aggregator (z = 0: the
+For each noise multiplier z, runs the `movielens_recon` task through the one
+training loop (`bench/engine.py`) with a DP aggregator (z = 0: the
 non-private baseline, same settings with the plain uniform mean) and reports
-the held-out RMSE of training users next to the ε spent at δ = --delta (RDP
+the held-out RMSE of training users next to the ε spent at δ = --delta. ε is
+the loop's `privacy/epsilon` of the last round in metrics.csv (RDP
 accountant, Poisson sampling with q = clients_per_round / training clients;
-clients are Poisson-sampled so the accounting matches the training).
+clients are Poisson-sampled so the accounting matches the training); the
+RMSEs are the task's final evaluation (final_eval.csv: seen users, and users
+never trained on with --cold_start_fraction).
 
 Writes to --output_dir: privacy_utility.csv, privacy_utility.md (a Markdown
-table) and privacy_utility.png (RMSE against ε), plus one metrics.csv and
-TensorBoard folder per run.
+table), privacy_utility.png (RMSE against ε) and privacy_utility.jsonl (one
+line per run, stamped with the load average and UTC time), plus one
+experiment folder per run (z<z>/: metrics.csv, final_eval.csv, TensorBoard).
+A folder that already holds a run is refused (no resuming: runs are timed).
 
-The defaults are the best settings measured on ML-1M (BENCHMARKS.md, issue
-5): embedding dim 32, init stddev 0.1, 200 rounds of 200 Poisson-sampled
-clients, L2 0.01 on the reconstructed user embedding and bias
-(--reconstruction_l2), server AdamW (lr 0.02, --server_weight_decay 0.5).
+Settings not given take the movielens_recon task's defaults, the best
+measured on ML-1M (BENCHMARKS.md, issue 5): embedding dim 32, 200 rounds of
+200 Poisson-sampled clients, L2 0.01 on the reconstructed user embedding and
+bias, server AdamW (lr 0.02, weight decay 0.5).
 
 Example (the non-private headline row, RMSE on all 6,040 training users):
   .venv/bin/python bench/privacy_utility.py --data_dir=/work/shared/data/ml-1m \
       --noise_multipliers=0 --eval_every=50 --output_dir=output/privacy_utility
+
+Smoke run on small synthetic data:
+  .venv/bin/python bench/privacy_utility.py --synthetic --rounds=2 \
+      --noise_multipliers=0,1.0 --output_dir=/tmp/privacy_utility
 """
 
 import argparse
 import csv
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tff_movierec import tff_runtime  # noqa: E402
-
-tff_runtime.stop_workers_at_exit()
-
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from tasks import movielens_recon  # noqa: E402
-from tff_movierec import privacy, reconstruction  # noqa: E402
+import engine  # noqa: E402  (bench/engine.py)
+import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
+
+TASK = "movielens_recon"
+# argparse option -> task setting, passed only when given (else the task's default).
+SETTINGS = {
+    "rounds": "total_rounds", "clients_per_round": "clients_per_round",
+    "cold_start_fraction": "cold_start_fraction", "final_eval_clients": "final_eval_clients",
+    "embedding_dim": "embedding_dim", "server_optimizer": "server_optimizer",
+    "server_learning_rate": "server_learning_rate",
+    "server_weight_decay": "server_weight_decay",
+    "client_learning_rate": "client_learning_rate",
+    "reconstruction_learning_rate": "local_learning_rate",
+    "reconstruction_l2": "reconstruction_l2", "reconstruction_steps": "reconstruction_steps",
+    "post_reconstruction_steps": "post_reconstruction_steps",
+}
 
 
 def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--data_dir", help="MovieLens-1M folder (default: the cache)")
+  parser.add_argument("--synthetic", action="store_true", help="small generated data")
   parser.add_argument("--output_dir", required=True)
   parser.add_argument("--noise_multipliers", default="0,0.5,1.0",
                       help="comma-separated; 0 = non-private baseline")
@@ -52,35 +73,46 @@ def _parse_args():
                       help="dp_fixed: the clip; dp_adaptive: the initial clip")
   parser.add_argument("--target_unclipped_quantile", type=float, default=None)
   parser.add_argument("--delta", type=float, default=1e-6)
-  parser.add_argument("--rounds", type=int, default=200)
-  parser.add_argument("--clients_per_round", type=int, default=200)
-  parser.add_argument("--cold_start_fraction", type=float, default=0.0)
-  parser.add_argument("--final_eval_clients", type=int, default=None)
-  parser.add_argument("--eval_every", type=int, default=0)
-  parser.add_argument("--eval_clients", type=int, default=300)
-  parser.add_argument("--embedding_dim", type=int, default=32)
-  parser.add_argument("--init_stddev", type=float, default=0.1)
-  parser.add_argument("--server_optimizer", default="adam")
-  parser.add_argument("--server_learning_rate", type=float, default=0.02)
-  parser.add_argument("--server_weight_decay", type=float, default=0.5,
-                      help="AdamW decay of the movie side (0 = plain Adam)")
-  parser.add_argument("--client_learning_rate", type=float, default=1.0)
-  parser.add_argument("--reconstruction_learning_rate", type=float, default=0.5)
-  parser.add_argument("--reconstruction_l2", type=float, default=0.01,
-                      help="L2 penalty on the reconstructed user embedding and bias")
-  parser.add_argument("--reconstruction_steps", type=int, default=10)
-  parser.add_argument("--post_reconstruction_steps", type=int, default=3)
+  parser.add_argument("--eval_every", type=int, default=0,
+                      help="rounds between periodic evaluations (0: only the final one)")
+  parser.add_argument("--eval_clients", type=int, default=300,
+                      help="users in the periodic evaluations")
   parser.add_argument("--seed", type=int, default=0)
-  return parser.parse_args()
+  task = parser.add_argument_group("task settings (default: the movielens_recon task's)")
+  for option in ("rounds", "clients_per_round", "final_eval_clients", "embedding_dim",
+                 "reconstruction_steps", "post_reconstruction_steps"):
+    task.add_argument(f"--{option}", type=int)
+  for option in ("cold_start_fraction", "server_learning_rate", "client_learning_rate",
+                 "reconstruction_learning_rate"):
+    task.add_argument(f"--{option}", type=float)
+  task.add_argument("--server_optimizer", choices=["sgd", "adam", "adagrad", "yogi"])
+  task.add_argument("--server_weight_decay", type=float,
+                    help="AdamW decay of the movie side (0 = plain Adam)")
+  task.add_argument("--reconstruction_l2", type=float,
+                    help="L2 penalty on the reconstructed user embedding and bias")
+  args = parser.parse_args()
+  if args.synthetic and args.data_dir:
+    parser.error("--data_dir with --synthetic: choose the real data or the synthetic data.")
+  return args
 
 
-def _spec(args, noise):
+def _settings(args, noise):
+  """The task settings of the run with noise multiplier `noise`."""
+  settings = {"use_synthetic_data": args.synthetic, "root_output_dir": args.output_dir,
+              "experiment_name": f"z{noise:g}", "seed": args.seed,
+              "rounds_per_eval": args.eval_every, "eval_clients": args.eval_clients,
+              "client_sampling": "poisson", "client_weighting": "uniform"}
+  if args.data_dir:
+    settings["data_dir"] = args.data_dir
+  settings.update({setting: getattr(args, option) for option, setting in SETTINGS.items()
+                   if getattr(args, option) is not None})
   if noise == 0:
-    return privacy.AggregatorSpec(kind="none", client_weighting="uniform")
-  return privacy.AggregatorSpec(
-      kind=args.aggregator, noise_multiplier=noise, clip_norm=args.clip_norm,
-      target_unclipped_quantile=args.target_unclipped_quantile,
-      clients_per_round=args.clients_per_round, client_weighting="uniform")
+    settings["aggregator"] = "none"
+  else:
+    settings.update(aggregator=args.aggregator, noise_multiplier=noise, dp_delta=args.delta,
+                    clip_norm=args.clip_norm,
+                    target_unclipped_quantile=args.target_unclipped_quantile)
+  return settings
 
 
 def _write(rows, args):
@@ -110,8 +142,9 @@ def _write(rows, args):
       axis.axhline(r["rmse"], color="gray", linestyle="--", label="non-private")
   axis.set_xlabel(f"ε at δ={args.delta} (user-level)")
   axis.set_ylabel("held-out RMSE (training users)")
-  axis.set_title(f"FedRecon MovieLens-1M, {args.rounds} rounds, "
-                 f"{args.clients_per_round} clients/round", fontsize=9)
+  axis.set_title(f"FedRecon {'synthetic data' if args.synthetic else 'MovieLens-1M'}, "
+                 f"{rows[0]['rounds']} rounds, {rows[0]['clients_per_round']} clients/round",
+                 fontsize=9)
   axis.legend(fontsize=8)
   figure.tight_layout()
   figure.savefig(path + ".png", dpi=120)
@@ -120,45 +153,30 @@ def _write(rows, args):
 def main():
   args = _parse_args()
   os.makedirs(args.output_dir, exist_ok=True)
-  task = movielens_recon.load_recon_task(args.data_dir, cold_start_fraction=args.cold_start_fraction,
-                                         seed=args.seed)
-  print(task.description, flush=True)
-  recon = reconstruction.ReconConfig(
-      server_optimizer=args.server_optimizer, server_learning_rate=args.server_learning_rate,
-      server_weight_decay=args.server_weight_decay,
-      client_learning_rate=args.client_learning_rate,
-      reconstruction_learning_rate=args.reconstruction_learning_rate,
-      reconstruction_l2=args.reconstruction_l2,
-      reconstruction_steps=args.reconstruction_steps,
-      post_reconstruction_steps=args.post_reconstruction_steps, uniform_weighting=True)
+  noises = [float(z) for z in args.noise_multipliers.split(",")]
+  for noise in noises:
+    engine.require_fresh(TASK, _settings(args, noise))
   rows = []
-  for noise in [float(z) for z in args.noise_multipliers.split(",")]:
-    spec = _spec(args, noise)
-    config = reconstruction.ExperimentConfig(
-        rounds=args.rounds, clients_per_round=args.clients_per_round, sampling="poisson",
-        eval_every=args.eval_every, eval_clients=args.eval_clients,
-        final_eval_clients=args.final_eval_clients, embedding_dim=args.embedding_dim,
-        init_stddev=args.init_stddev, recon=recon, aggregator=spec,
-        dp_delta=args.delta if spec.is_dp else None, seed=args.seed)
+  for noise in noises:
+    settings = _settings(args, noise)
+    hp = engine.hparams(TASK, settings)
     start = time.time()
-    run_dir = os.path.join(args.output_dir, f"z{noise:g}")
-    final = reconstruction.run_recon_experiment(
-        task.train, task.eval_seen, task.num_movies, config, eval_unseen=task.eval_unseen,
-        output_dir=run_dir,
-        on_round=lambda r, m: print(f"z={noise:g} round {r}", json.dumps(
-            {k: round(v, 4) for k, v in m.items()}), flush=True))
-    rows.append({
+    _, _, experiment = engine.run_task(
+        TASK, settings, log=lambda text: print("\n".join(
+            f"[z={noise:g}] {line}" for line in text.splitlines()), flush=True))
+    last = engine.metrics(experiment).iloc[-1]
+    final = pd.read_csv(os.path.join(experiment.output_dir, "final_eval.csv"),
+                        index_col="users")
+    rows.append(jsonl_log.append_record({
         "noise_multiplier": noise,
-        "epsilon": round(final["epsilon"], 3) if spec.is_dp else float("inf"),
-        "delta": args.delta if spec.is_dp else "",
-        "rmse": round(final["eval/rmse"], 4),
-        "unseen_rmse": round(final["unseen/rmse"], 4) if "unseen/rmse" in final else "",
-        "eval_clients": int(final["eval/clients"]),
-        "rounds": args.rounds, "clients_per_round": args.clients_per_round,
+        "epsilon": round(last["privacy/epsilon"], 3) if noise else float("inf"),
+        "delta": args.delta if noise else "",
+        "rmse": round(final.loc["seen", "rmse"], 4),
+        "unseen_rmse": round(final.loc["unseen", "rmse"], 4) if "unseen" in final.index else "",
+        "eval_clients": int(final.loc["seen", "num_clients"]),
+        "rounds": hp["total_rounds"], "clients_per_round": hp["clients_per_round"],
         "minutes": round((time.time() - start) / 60, 1),
-        "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-    })
-    print(json.dumps(rows[-1]), flush=True)
+    }, os.path.join(args.output_dir, "privacy_utility.jsonl")))
     _write(rows, args)
 
 

@@ -1,49 +1,45 @@
 """Per-client cost of one cross-device FedRecon round on MovieLens-1M.
 
-Each variant builds the FedRecon training process, runs `--warmup_rounds`
-untimed rounds (tracing, worker start-up), then times `--rounds` rounds of
-`--clients_per_round` users drawn at random. Reported per variant: wall and
-CPU (this process plus TFF worker children) milliseconds per client per
-round, ratings processed per second (ratings in the sampled clients'
-datasets / wall time) and the load average, since the machine is shared.
+Runs the `movielens_recon` task (in-memory two-batch client datasets,
+`--reconstruction_steps` full-batch reconstruction steps) through the one
+training loop (`bench/engine.py`, no evaluation) for `--warmup_rounds` +
+`--rounds` rounds of `--clients_per_round` users drawn uniformly at random;
+the warm-up rounds (tracing, worker start-up) are left out. From metrics.csv
+and the process's `next`, over the timed rounds:
 
-Variants:
-  tutorial      ClientData slices + batches of 16, TFF's default even/odd
-                batch split, 1 reconstruction epoch (the style of the TFF
-                FedRecon tutorial: many tiny steps, datasets re-created from
-                ClientData every round).
-  whole_user    in-memory two-batch datasets built once (whole reconstruction
-                part and whole post-reconstruction part each one batch),
-                `--reconstruction_steps` full-batch reconstruction steps.
-  ... each with the execution context given by --contexts:
-  native        TFF's default sync C++ context (worker subprocess).
-  native_mcN    native, max_concurrent_computation_calls=N.
-  test          tff.backends.test sync C++ context.
+  wall_ms_per_client_round  the loop's round_seconds / clients
+  cpu_ms_per_client_round   CPU seconds of this process plus the TFF worker
+                            during `process.next` / clients
+  examples_per_s            the loop's examples_per_second: train/examples
+                            (ratings scored in the post-reconstruction steps,
+                            counted once per step) / round_seconds
+
+Other settings take the task's defaults. Writes one JSON line (stamped with
+the load average and UTC time, since the machine is shared) to --output.
 
 Example:
   .venv/bin/python bench/recon_speed.py --data_dir=/work/shared/data/ml-1m \
-      --variants=tutorial,whole_user --contexts=native,native_mc2
+      --rounds=5 --warmup_rounds=1
+
+Smoke run on small synthetic data:
+  .venv/bin/python bench/recon_speed.py --synthetic --rounds=1 --warmup_rounds=1 \
+      --output=/tmp/recon_speed.jsonl
 """
 
 import argparse
-import functools
-import json
 import os
-import time
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tff_movierec import tff_runtime  # noqa: E402
-
-tff_runtime.stop_workers_at_exit()
-
-import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_federated as tff  # noqa: E402
 
-from tff_movierec.data import client_data, movielens, splits  # noqa: E402
-from tff_movierec.reconstruction import client_datasets, model, process  # noqa: E402
+import engine  # noqa: E402  (bench/engine.py)
+import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
+
+TASK = "movielens_recon"
 
 
 def _cpu_seconds() -> float:
@@ -57,107 +53,53 @@ def _cpu_seconds() -> float:
   return total
 
 
-def _set_context(name: str) -> None:
-  if name == "native":
-    set_context = tff.backends.native.set_sync_local_cpp_execution_context
-  elif name.startswith("native_mc"):
-    set_context = functools.partial(
-        tff.backends.native.set_sync_local_cpp_execution_context,
-        max_concurrent_computation_calls=int(name[len("native_mc"):]))
-  elif name == "test":
-    set_context = tff.backends.test.set_sync_test_cpp_execution_context
-  else:
-    raise ValueError(f"--contexts: unknown context {name!r}.")
-  tff_runtime.switch_context(set_context)
-
-
-def _tutorial_clients(train):
-  """ClientData over in-memory tensors, batches of 16, per-round dataset creation."""
-  data = client_data.make_client_data(
-      {"movie": train["movie"].to_numpy(np.int32),
-       "rating": train["rating"].to_numpy(np.float32)},
-      train["user"].to_numpy(), int(train["user"].max()) + 1)
-  counts = train.groupby("user").size()
-
-  def datasets(ids):
-    return [data.create_tf_dataset_for_client(c).batch(16).map(
-        lambda e: (e["movie"], e["rating"])) for c in ids]
-
-  return datasets, {str(u): int(n) for u, n in counts.items()}
-
-
-def _tutorial_split(dataset):
-  return tff.learning.models.ReconstructionModel.build_dataset_split_fn(
-      split_dataset=True)(dataset)
-
-
-def run_variant(variant, context, train, args):
-  _set_context(context)
-  mf = model.MFConfig(num_movies=args.num_movies, embedding_dim=args.embedding_dim)
-  config = process.ReconConfig(reconstruction_steps=args.reconstruction_steps)
-  model_fn = process.model_fn_for(mf)
-  if variant == "tutorial":
-    make_datasets, sizes = _tutorial_clients(train)
-    learning_process = tff.learning.algorithms.build_fed_recon(
-        model_fn, loss_fn=model.loss_fn, metrics_fn=model.metrics_fn,
-        server_optimizer_fn=config.server(), client_optimizer_fn=config.client(),
-        reconstruction_optimizer_fn=config.reconstruction(),
-        dataset_split_fn=_tutorial_split)
-  elif variant == "whole_user":
-    users = client_datasets.training_datasets(train)
-    make_datasets = users.datasets
-    sizes = {c: sum(users.part_sizes(c)) for c in users.client_ids}
-    learning_process = process.build_training_process(model_fn, config)
-  else:
-    raise ValueError(f"--variants: unknown variant {variant!r}.")
-  client_ids = sorted(sizes, key=int)
-  rng = np.random.default_rng(0)
-  state = learning_process.initialize()
-  wall = cpu = ratings = 0.0
-  for round_num in range(args.warmup_rounds + args.rounds):
-    ids = list(rng.choice(client_ids, args.clients_per_round, replace=False))
-    start_wall, start_cpu = time.perf_counter(), _cpu_seconds()
-    state = learning_process.next(state, make_datasets(ids)).state
-    if round_num >= args.warmup_rounds:
-      wall += time.perf_counter() - start_wall
-      cpu += _cpu_seconds() - start_cpu
-      ratings += sum(sizes[c] for c in ids)
-  clients = args.rounds * args.clients_per_round
-  return {
-      "variant": variant, "context": context,
-      "clients_per_round": args.clients_per_round, "rounds": args.rounds,
-      "embedding_dim": args.embedding_dim,
-      "reconstruction_steps": args.reconstruction_steps if variant != "tutorial" else "1 epoch",
-      "wall_ms_per_client_round": round(1000 * wall / clients, 2),
-      "cpu_ms_per_client_round": round(1000 * cpu / clients, 2),
-      "ratings_per_s": round(ratings / wall),
-      "loadavg": [round(x, 2) for x in os.getloadavg()],
-  }
-
-
-def main():
+def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--data_dir", required=True)
-  parser.add_argument("--variants", default="tutorial,whole_user")
-  parser.add_argument("--contexts", default="native")
-  parser.add_argument("--clients_per_round", type=int, default=100)
-  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--data_dir", help="MovieLens-1M folder (default: the cache)")
+  parser.add_argument("--synthetic", action="store_true", help="small generated data")
+  parser.add_argument("--clients_per_round", type=int, default=None,
+                      help="default 100 (with --synthetic: the task's synthetic default)")
+  parser.add_argument("--rounds", type=int, default=5, help="timed rounds")
   parser.add_argument("--warmup_rounds", type=int, default=2)
   parser.add_argument("--embedding_dim", type=int, default=16)
   parser.add_argument("--reconstruction_steps", type=int, default=10)
-  parser.add_argument("--output", default="", help="optional JSON-lines file to append to")
+  parser.add_argument("--output", default="output/recon_speed.jsonl",
+                      help="JSON-lines file to append to")
   args = parser.parse_args()
-  data = movielens.load_movielens(args.data_dir)
-  args.num_movies = data.num_movies
-  train, _ = splits.per_user_holdout(data.ratings, 0.1, seed=0)
-  print(f"cpus={os.cpu_count()} tf={tf.__version__} tff={tff.__version__}")
-  for context in args.contexts.split(","):
-    for variant in args.variants.split(","):
-      row = run_variant(variant, context, train, args)
-      print(json.dumps(row), flush=True)
-      if args.output:
-        with open(args.output, "a") as f:
-          f.write(json.dumps(row) + "\n")
+  if args.synthetic and args.data_dir:
+    parser.error("--data_dir with --synthetic: choose the real data or the synthetic data.")
+  return args
+
+
+def main():
+  args = _parse_args()
+  settings = {"use_synthetic_data": args.synthetic, "client_sampling": "uniform",
+              "total_rounds": args.warmup_rounds + args.rounds,
+              "embedding_dim": args.embedding_dim,
+              "reconstruction_steps": args.reconstruction_steps}
+  if args.data_dir:
+    settings["data_dir"] = args.data_dir
+  if args.clients_per_round or not args.synthetic:
+    settings["clients_per_round"] = args.clients_per_round or 100
+  with tempfile.TemporaryDirectory(prefix="recon_speed_") as root_output_dir:
+    settings["root_output_dir"] = root_output_dir
+    _, run, experiment = engine.run_task(TASK, settings, evaluate=False,
+                                         measure=_cpu_seconds)
+    rows = engine.metrics(experiment)
+  timed = rows["round_num"] > args.warmup_rounds
+  cpu = sum(c for c, is_timed in zip(run.process.per_round, timed) if is_timed)
+  clients = rows.loc[timed, "clients"].sum()
+  seconds = rows.loc[timed, "round_seconds"].sum()
+  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+  jsonl_log.append_record({
+      "task": TASK, "clients_per_round": engine.hparams(TASK, settings)["clients_per_round"],
+      "rounds": args.rounds, "warmup_rounds": args.warmup_rounds,
+      "embedding_dim": args.embedding_dim, "reconstruction_steps": args.reconstruction_steps,
+      "wall_ms_per_client_round": round(1000 * seconds / clients, 2),
+      "cpu_ms_per_client_round": round(1000 * cpu / clients, 2),
+      "examples_per_s": round(rows.loc[timed, "train/examples"].sum() / seconds),
+      "cpus": os.cpu_count(), "tf": tf.__version__, "tff": tff.__version__,
+  }, args.output)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,38 @@
 """Benchmark of TFRS two-tower models: centralized vs federated (FedAvg).
 
-Trains on the train split of a ranking protocol (default `recbole_ml1m`),
-reports validation metrics per epoch/round, and full-ranking Recall/NDCG/HR@10
-(`--kind=retrieval`) or the RMSE of predicted ratings (`--kind=ranking`) of
-the final weights on the test split; writes `KIND.csv` and `KIND.md` (with
-date, machine, load average and the command) under
---output_dir, and optionally exports each model for
-`python -m tff_movierec.recommend`.
+Trains on the train split of a ranking protocol (default `recbole_ml1m`) and
+reports full-ranking Recall/NDCG/HR@10 (`--kind=retrieval`) or the RMSE of
+predicted ratings (`--kind=ranking`, centralized only) of the final weights
+on the test split:
+
+  centralized  `retrieval.experiment.run_experiment`: a Keras fit,
+               `--epochs` epochs, validation metrics every `--eval_every`
+               epochs; `wall_seconds` is its training time (with those
+               evaluations).
+  federated    the `movielens_retrieval` task through the one training loop
+               (`bench/engine.py`), every client in every round, `--rounds`
+               rounds; its evaluations (every `--eval_every` rounds and after
+               the last) rank the test split, so the row's test metrics are
+               the last eval/* of metrics.csv and it has no validation
+               metric; `wall_seconds` is the sum of the rounds'
+               round_seconds (evaluations excluded). The task fixes the
+               towers (TowerConfig with --embedding_dim) and the in-batch
+               softmax (temperature 0.1, normalized, logQ correction), so
+               the model options other than --embedding_dim apply to the
+               centralized mode only. Its experiment folder (metrics.csv,
+               TensorBoard, the exported model in export/) is
+               OUTPUT_DIR/federated.
+
+Writes `KIND.csv` and `KIND.md` (with date, machine, load average and the
+command) under --output_dir, and optionally exports the centralized model
+for `python -m tff_movierec.recommend`.
 
   /work/main/.venv/bin/python bench/retrieval.py --data_dir=/work/shared/data/ml-1m
 
-`--synthetic` runs on small generated data (a smoke run).
+`--synthetic` runs on small generated data (a smoke run):
+
+  /work/main/.venv/bin/python bench/retrieval.py --synthetic --epochs=1 --rounds=2 \
+      --output_dir=/tmp/retrieval
 """
 
 import argparse
@@ -23,11 +45,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tff_movierec import tff_runtime  # noqa: E402
+import engine  # noqa: E402  (bench/engine.py)
 from tff_movierec.data.partitions import SCHEMES  # noqa: E402
 from tff_movierec.retrieval import experiment  # noqa: E402
 
-MODES = experiment.MODES
+TASK = "movielens_retrieval"
+MODES = ("centralized", "federated")
+# Model options the federated task fixes at these (their defaults).
+CENTRALIZED_ONLY = ("hidden_units", "history_length", "no_normalize", "temperature", "no_logq",
+                    "corpus_negatives")
 COLUMNS = ("model", "mode", "query_features", "protocol", "rounds", "test_recall@10",
            "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "test_rmse", "wall_seconds")
 
@@ -36,13 +62,16 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data_dir", default="/work/shared/data/ml-1m")
   parser.add_argument("--synthetic", action="store_true", help="small generated data")
-  parser.add_argument("--protocol", default="recbole_ml1m", choices=tuple(experiment.MIN_HISTORY_RATING))
+  parser.add_argument("--protocol", default="recbole_ml1m",
+                      choices=tuple(experiment.MIN_HISTORY_RATING))
   parser.add_argument("--modes", default="centralized,federated")
   parser.add_argument("--kind", default="retrieval", choices=("retrieval", "ranking"),
-                      help="two-tower retrieval (in-batch softmax) or ranking (rating MSE)")
+                      help="two-tower retrieval (in-batch softmax) or ranking (rating MSE, "
+                      "centralized only)")
   parser.add_argument("--output_dir", default="output/retrieval")
   parser.add_argument("--export_dir", default=None,
-                      help="export each mode's model to EXPORT_DIR/<mode> (for recommend)")
+                      help="export the centralized model to EXPORT_DIR/centralized (for "
+                      "recommend); the federated one is in OUTPUT_DIR/federated/export")
   model = parser.add_argument_group("model")
   model.add_argument("--embedding_dim", type=int, default=64)
   model.add_argument("--hidden_units", default="", help="comma-separated ReLU layer sizes")
@@ -61,6 +90,8 @@ def parse_args(argv):
   train.add_argument("--rounds", type=int, default=10, help="federated rounds")
   train.add_argument("--num_clients", type=int, default=10)
   train.add_argument("--partition", default="dirichlet", choices=SCHEMES)
+  train.add_argument("--clients_per_round", type=int,
+                     help="default: every client (needed with --partition=natural)")
   train.add_argument("--client_optimizer", default="adam", choices=("adam", "sgd"))
   train.add_argument("--client_learning_rate", type=float, default=0.005)
   train.add_argument("--server_learning_rate", type=float, default=0.05)
@@ -68,9 +99,20 @@ def parse_args(argv):
   train.add_argument("--eval_every", type=int, default=1)
   train.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  unknown = set(args.modes.split(",")) - set(MODES)
+  modes = args.modes.split(",")
+  unknown = set(modes) - set(MODES)
   if unknown:
     parser.error(f"--modes: unknown {sorted(unknown)}; expected a subset of {MODES}.")
+  if "federated" in modes:
+    if args.kind != "retrieval":
+      parser.error("--kind=ranking is centralized only: use --modes=centralized.")
+    changed = [f"--{name}" for name in CENTRALIZED_ONLY
+               if getattr(args, name) != parser.get_default(name)]
+    if changed:
+      parser.error(f"{', '.join(changed)}: the federated task fixes these; use "
+                   "--modes=centralized.")
+    if args.partition == "natural" and args.clients_per_round is None:
+      parser.error("--partition=natural (one client per user) needs --clients_per_round.")
   return args
 
 
@@ -93,9 +135,80 @@ def _write(rows, args, header, load_before):
   print("\n".join(lines))
 
 
+def _federated_settings(args):
+  settings = {"use_synthetic_data": args.synthetic, "ranking_protocol": args.protocol,
+              "partition": args.partition, "client_batch_size": args.batch_size,
+              "embedding_dim": args.embedding_dim, "client_optimizer": args.client_optimizer,
+              "client_learning_rate": args.client_learning_rate,
+              "server_learning_rate": args.server_learning_rate,
+              "client_epochs": args.client_epochs, "total_rounds": args.rounds,
+              "rounds_per_eval": args.eval_every, "seed": args.seed,
+              "root_output_dir": args.output_dir, "experiment_name": "federated"}
+  if not args.synthetic:
+    settings["data_dir"] = args.data_dir
+  if args.partition != "natural":
+    settings["num_clients"] = args.num_clients
+  settings["clients_per_round"] = (args.clients_per_round or
+                                   engine.every_client(TASK, settings))
+  return settings
+
+
+def _centralized(args):
+  """The row of the centralized Keras fit."""
+  def on_round(round_num, metrics):
+    last.update(metrics)
+    shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith("num_users")}
+    print(f"[centralized] epoch {round_num} {shown}", flush=True)
+
+  last = {}
+  result = experiment.run_experiment(
+      None if args.synthetic else args.data_dir, kind=args.kind, protocol=args.protocol,
+      embedding_dim=args.embedding_dim,
+      hidden_units=tuple(int(u) for u in args.hidden_units.split(",") if u),
+      use_user_id=args.centralized_user_id, history_length=args.history_length,
+      temperature=args.temperature, normalize=not args.no_normalize,
+      logq_correction=not args.no_logq, corpus_negatives=args.corpus_negatives,
+      rounds=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+      eval_every=args.eval_every, seed=args.seed,
+      export_dir=(os.path.join(args.export_dir, "centralized")
+                  if args.export_dir and args.kind == "retrieval" else None),
+      use_synthetic_data=args.synthetic, on_round=on_round)
+  print(f"[centralized] test {result}", flush=True)
+  nan = float("nan")
+  return {
+      "model": args.kind, "mode": "centralized",
+      "query_features": ("user id+" if args.centralized_user_id else "") +
+                        "demographics+history",
+      "protocol": args.protocol, "rounds": args.epochs,
+      "test_recall@10": result.get("test_recall@10", nan),
+      "test_ndcg@10": result.get("test_ndcg@10", nan),
+      "test_hr@10": result.get("test_hr@10", nan),
+      "valid_ndcg@10": last.get("valid_ndcg@10", nan), "test_rmse": result.get("test_rmse", nan),
+      "wall_seconds": result["wall_seconds"]}
+
+
+def _federated(args, settings):
+  """The row of the federated task."""
+  _, run, experiment_managers = engine.run_task(
+      TASK, settings, log=lambda line: print(f"[federated] {line}", flush=True))
+  rows = engine.metrics(experiment_managers)
+  test = rows.iloc[-1]
+  return {
+      "model": args.kind,
+      "mode": f"federated ({args.partition}, {len(run.sampler.client_ids)} clients)",
+      "query_features": "demographics+history", "protocol": args.protocol,
+      "rounds": int(test["round_num"]), "test_recall@10": test["eval/recall@10"],
+      "test_ndcg@10": test["eval/ndcg@10"], "test_hr@10": test["eval/hr@10"],
+      "valid_ndcg@10": float("nan"), "test_rmse": float("nan"),
+      "wall_seconds": rows["round_seconds"].sum()}
+
+
 def main(argv):
-  tff_runtime.stop_workers_at_exit()
   args = parse_args(argv)
+  modes = args.modes.split(",")
+  if "federated" in modes:
+    settings = _federated_settings(args)
+    engine.require_fresh(TASK, settings)
   load_before = tuple(round(x, 2) for x in os.getloadavg())
   header = [
       f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
@@ -103,47 +216,8 @@ def main(argv):
       f"- command: `{shlex.join([sys.executable, 'bench/retrieval.py'] + argv)}`",
       f"- data: {'synthetic' if args.synthetic else args.data_dir}; protocol {args.protocol}",
   ]
-  rows = []
-  for mode in args.modes.split(","):
-    last = {}
-
-    def on_round(round_num, metrics, mode=mode, last=last):
-      last.update(metrics)
-      shown = {k: round(v, 4) for k, v in metrics.items() if not k.endswith("num_users")}
-      print(f"[{mode}] round {round_num} {shown}", flush=True)
-
-    centralized = mode == "centralized"
-    result = experiment.run_experiment(
-        args.data_dir, mode=mode, kind=args.kind, protocol=args.protocol, partition=args.partition,
-        num_clients=args.num_clients, embedding_dim=args.embedding_dim,
-        hidden_units=tuple(int(u) for u in args.hidden_units.split(",") if u),
-        use_user_id=args.centralized_user_id and centralized,
-        history_length=args.history_length, temperature=args.temperature,
-        normalize=not args.no_normalize, logq_correction=not args.no_logq,
-        corpus_negatives=args.corpus_negatives,
-        rounds=args.epochs if centralized else args.rounds, batch_size=args.batch_size,
-        learning_rate=args.learning_rate if centralized else args.client_learning_rate,
-        server_learning_rate=args.server_learning_rate,
-        client_optimizer=args.client_optimizer, client_epochs=args.client_epochs,
-        eval_every=args.eval_every, seed=args.seed,
-        export_dir=(os.path.join(args.export_dir, mode)
-                    if args.export_dir and args.kind == "retrieval" else None),
-        use_synthetic_data=args.synthetic, on_round=on_round)
-    print(f"[{mode}] test {result}", flush=True)
-    features = "user id+" if args.centralized_user_id and centralized else ""
-    nan = float("nan")
-    rows.append({
-        "model": args.kind,
-        "mode": mode if centralized else
-                f"federated ({args.partition}, {args.num_clients} clients)",
-        "query_features": features + "demographics+history", "protocol": args.protocol,
-        "rounds": args.epochs if centralized else args.rounds,
-        "test_recall@10": result.get("test_recall@10", nan),
-        "test_ndcg@10": result.get("test_ndcg@10", nan),
-        "test_hr@10": result.get("test_hr@10", nan),
-        "valid_ndcg@10": last.get("valid_ndcg@10", nan),
-        "test_rmse": result.get("test_rmse", nan),
-        "wall_seconds": result["wall_seconds"]})
+  rows = [_centralized(args) if mode == "centralized" else _federated(args, settings)
+          for mode in modes]
   _write(rows, args, header, load_before)
 
 

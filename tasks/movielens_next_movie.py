@@ -22,22 +22,30 @@ exists: a user is represented only by their recent movies.
 import collections
 import dataclasses
 import math
-import tempfile
-from typing import Dict, Optional, Union
+import os
+from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 import tensorflow as tf
 
-from tasks import base
-from tff_movierec import sequences
+from tasks import common
+from tasks.definition import TaskDefinition
+from tff_movierec import privacy, sequences
 from tff_movierec.data import client_data
 from tff_movierec.data import features
 from tff_movierec.data import movielens
 from tff_movierec.data import partitions
 from tff_movierec.data import preprocessing
-from tff_movierec.data import synthetic
+from tff_movierec.errors import ConfigError, require
 from tff_movierec.metrics import ranking
+from tff_movierec.privacy import aggregators
+from tff_movierec.training import algorithms, federated_task, initialization
+from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.optimizers import OptimizerSpec
+from tff_movierec.training.round_datasets import RoundDatasets
+from tff_movierec.training.sampling import ClientSampler
 
 TASK_NAME = "movielens_next_movie"
 TOP_K = 10
@@ -70,14 +78,11 @@ class NextMovieModelConfig:
   def __post_init__(self):
     for name in ("history_length", "movie_embedding_dim", "user_embedding_dim",
                  "hidden_units"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout={self.dropout}: must be in [0, 1).")
-    if self.user_embedding not in USER_EMBEDDING_MODES:
-      raise ValueError(
-          f"--user_embedding={self.user_embedding!r}: the next-movie task "
-          f"supports {USER_EMBEDDING_MODES}.")
+      require(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1.")
+    require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1).")
+    require(self.user_embedding in USER_EMBEDDING_MODES, "user_embedding",
+            self.user_embedding,
+            f"the next-movie task supports {USER_EMBEDDING_MODES}.")
 
   @property
   def uses_user(self) -> bool:
@@ -163,7 +168,7 @@ def next_movie_loss() -> tf.keras.losses.Loss:
 
 
 @dataclasses.dataclass(frozen=True)
-class NextMovieTask(base.FederatedTask):
+class NextMovieTask(federated_task.FederatedTask):
   """A `FederatedTask` that also keeps its split, for ranking evaluation.
 
   Attributes:
@@ -175,8 +180,8 @@ class NextMovieTask(base.FederatedTask):
   model_config: NextMovieModelConfig = NextMovieModelConfig()
 
   def __post_init__(self):
-    if self.split is None:
-      raise ValueError("NextMovieTask needs its split.")
+    require(self.split is not None, "split", self.split,
+            "NextMovieTask needs its leave-last-out split.")
     super().__post_init__()
 
 
@@ -212,8 +217,7 @@ def create_next_movie_task_from_data(
     preprocessing maps batches to (OrderedDict(history[, user]), target).
   """
   data.require_timestamps("the next-movie task")
-  if eval_batch_size < 1:
-    raise ValueError(f"eval_batch_size={eval_batch_size}: must be >= 1.")
+  require(eval_batch_size >= 1, "eval_batch_size", eval_batch_size, "must be >= 1.")
   split = sequences.leave_last_out(
       sequences.user_sequences(data.ratings, data.num_users), data.num_movies,
       history_length=model_config.history_length, drop_last=int(tuning))
@@ -251,33 +255,6 @@ def create_next_movie_task_from_data(
       split=split,
       model_config=model_config,
   )
-
-
-def create_next_movie_task(
-    data_dir: Optional[str] = None,
-    ratings_path: Optional[str] = None,
-    partition_spec: partitions.PartitionSpec = partitions.PartitionSpec(),
-    train_client_spec: preprocessing.ClientSpec = preprocessing.ClientSpec(),
-    use_synthetic_data: bool = False,
-    **kwargs,
-) -> NextMovieTask:
-  """Loads MovieLens (or writes small synthetic data) and builds the task.
-
-  Args:
-    data_dir: MovieLens-1M folder (see `load_movielens`); ignored if synthetic.
-    ratings_path: ratings file with timestamps to use instead of the folder's,
-      e.g. `ml-1m-latest20/ratings.csv`; ignored if synthetic.
-    use_synthetic_data: use `write_synthetic_movielens` data (with timestamps)
-      in a temporary folder instead.
-    **kwargs: passed to `create_next_movie_task_from_data`.
-  """
-  if use_synthetic_data:
-    with tempfile.TemporaryDirectory(prefix="tff_movierec_next_movie_") as directory:
-      data = movielens.load_movielens(synthetic.write_synthetic_movielens(directory))
-  else:
-    data = movielens.load_movielens(data_dir, ratings_path)
-  return create_next_movie_task_from_data(
-      data, partition_spec, train_client_spec, **kwargs)
 
 
 def _split_of(task_or_split: Union[NextMovieTask, sequences.NextMovieSplit]):
@@ -345,3 +322,103 @@ def evaluate_popularity(
   return _evaluate_test_targets(
       lambda rows: np.broadcast_to(popularity, (len(rows), len(popularity))),
       split, exclude_seen)
+
+
+@dataclasses.dataclass(frozen=True)
+class NextMovieConfigs:
+  """The validated settings of the next-movie task (see `configure`)."""
+
+  hparams: Mapping[str, Any]
+  partition: partitions.PartitionSpec
+  client: preprocessing.ClientSpec
+  model: NextMovieModelConfig
+  client_optimizer: OptimizerSpec
+  server_optimizer: OptimizerSpec
+  aggregator: aggregators.AggregatorSpec
+  eval_split: str
+
+
+def configure(hp: Mapping[str, Any]) -> NextMovieConfigs:
+  """Checks every setting of the next-movie task; loads nothing."""
+  partition = common.partition_spec(hp)
+  common.check_clients_per_round(hp, partition)
+  units = hp["hidden_units"]
+  if len(units) != 1 or not str(units[0]).isdigit():
+    raise ConfigError(f"hidden_units={','.join(map(str, units))}: the next-movie network has "
+                      "one hidden layer: give one integer.", ("hidden_units",))
+  return NextMovieConfigs(
+      hparams=hp, partition=partition, client=common.client_spec(hp),
+      model=NextMovieModelConfig(
+          movie_embedding_dim=hp["embedding_dim"], user_embedding=hp["user_embedding"],
+          user_embedding_dim=hp["embedding_dim"], hidden_units=int(units[0]),
+          dropout=hp["dropout"]),
+      client_optimizer=common.client_optimizer(hp),
+      server_optimizer=common.server_optimizer(hp),
+      aggregator=common.aggregator_spec(hp),
+      eval_split=common.eval_split(hp))
+
+
+def build(configs: NextMovieConfigs) -> FederatedRun:
+  """Federated next-movie prediction, ready for the training loop.
+
+  Needs timestamps: on ML-1M pass ratings_path=ml-1m-latest20/ratings.csv
+  (synthetic data has them). Evaluation: full-ranking HR@10 / NDCG@10 of
+  every user's last movie (second-to-last with eval_split 'validation'), on
+  the server with the global weights; the report adds popularity.
+  """
+  hp = configs.hparams
+  seed = hp["seed"]
+  privacy.set_simulation_context(configs.aggregator)
+  data = common.load_movielens(hp, ratings_path=hp["ratings_path"])
+  task = create_next_movie_task_from_data(
+      data, configs.partition, configs.client, model_config=configs.model,
+      tuning=configs.eval_split == "validation")
+  aggregator = privacy.build_aggregator(configs.aggregator)
+  process = algorithms.build_fed_avg(task.model_fn, hp["client_weighting"],
+                                     configs.client_optimizer, configs.server_optimizer,
+                                     aggregator)
+  server_model = task.keras_model_fn()
+
+  def evaluate_fn(state, round_num):
+    process.get_model_weights(state).assign_weights_to(server_model)
+    return evaluate_next_movie(server_model, task)
+
+  def report(state, output_dir: str) -> str:
+    process.get_model_weights(state).assign_weights_to(server_model)
+    rows = {"federated": evaluate_next_movie(server_model, task),
+            "popularity": evaluate_popularity(task)}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").reset_index()
+    path = os.path.join(output_dir, "final_eval.csv")
+    table.to_csv(path, index=False, float_format="%.4f")
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}") + (
+        f"\nFinal evaluation: {path}")
+
+  return FederatedRun(
+      process=process,
+      initial_state_fn=lambda: initialization.seeded_initial_state(process, task.model_fn,
+                                                                   seed),
+      sampler=ClientSampler(task.train_data.client_ids, hp["clients_per_round"], "uniform",
+                            seed),
+      client_data_fn=RoundDatasets(task.train_data, task.train_preprocess, seed),
+      evaluate_fn=evaluate_fn,
+      report_fn=report,
+      dp=common.dp_accounting(hp, configs.aggregator, len(task.train_data.client_ids)),
+      divergence_hint=common.learning_rates(hp),
+      description=task.description)
+
+
+TASK = TaskDefinition(
+    name=TASK_NAME,
+    summary=("next movie from the user's previous movies (softmax over all movies) with "
+             "FedAvg; needs timestamps (--ratings_path=ml-1m-latest20/ratings.csv)"),
+    reads=(("ratings_path",) + common.EVAL_SPLIT + common.PARTITION + common.CLIENT_SPEC +
+           ("clients_per_round", "user_embedding", "embedding_dim", "hidden_units",
+            "dropout") + common.CLIENT_OPTIMIZER + common.SERVER_OPTIMIZER + common.PRIVACY),
+    configure=configure,
+    build=build,
+    # Chosen on the validation split (each user's second-to-last movie), bench/next_movie.py.
+    defaults={"client_batch_size": 64, "client_optimizer": "adam",
+              "client_learning_rate": 2e-3, "server_optimizer": "sgd",
+              "server_learning_rate": 1.0, "total_rounds": 20, "user_embedding": "none",
+              "hidden_units": ["256"]},
+)

@@ -10,21 +10,30 @@ in during preprocessing.
 """
 
 import collections
-import tempfile
+import dataclasses
+import os
 import warnings
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tasks import base
-from tff_movierec import movie_stats
+from tasks import common
+from tasks.definition import TaskDefinition
+from tff_movierec import movie_stats, privacy
 from tff_movierec.data import client_data as client_data_lib
-from tff_movierec.data import features, movielens, partitions, preprocessing, splits, synthetic
+from tff_movierec.data import features, movielens, partitions, preprocessing, splits
+from tff_movierec.errors import ConfigError, require
 from tff_movierec.metrics import keras_metrics
 from tff_movierec.models import rating_ffnn
-from tff_movierec.training import algorithms
+from tff_movierec.privacy import aggregators
+from tff_movierec.training import (algorithms, evaluation, federated_task, initialization,
+                                   stateful_local)
+from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.optimizers import OptimizerSpec
+from tff_movierec.training.round_datasets import RoundDatasets
+from tff_movierec.training.sampling import ClientSampler
 
 # Evaluation datasets of FedRecon carry a `holdout` marker that the Keras model
 # does not consume; Keras warns about (and ignores) such extra inputs.
@@ -100,8 +109,7 @@ def create_rating_task_from_data(
     train_client_spec: preprocessing.ClientSpec,
     model_config: rating_ffnn.RatingModelConfig = rating_ffnn.RatingModelConfig(),
     eval_batch_size: int = 1024,
-    seed: Optional[int] = None,
-) -> base.FederatedTask:
+) -> federated_task.FederatedTask:
   """Builds the task from a train/test split and a user -> client assignment.
 
   Args:
@@ -111,7 +119,6 @@ def create_rating_task_from_data(
     train_client_spec: per-round client iteration (epochs, batch, shuffle).
     model_config: the network.
     eval_batch_size: batch size of evaluation datasets.
-    seed: shuffle seed of training datasets (None: nondeterministic).
   """
   num_clients = int(user_to_client.max()) + 1
   train_global_mean = float(train["rating"].mean())
@@ -142,11 +149,11 @@ def create_rating_task_from_data(
 
   local_layers = (
       (rating_ffnn.USER_EMBEDDING_LAYER,) if model_config.user_embedding == "local" else ())
-  return base.FederatedTask(
+  return federated_task.FederatedTask(
       name="movielens_rating",
       train_data=train_data,
       test_data=test_data,
-      train_preprocess=preprocessing.build_preprocess_fn(train_client_spec, batch_map, seed),
+      train_preprocess=preprocessing.build_preprocess_fn(train_client_spec, batch_map),
       eval_preprocess=preprocessing.build_preprocess_fn(
           preprocessing.ClientSpec(1, eval_batch_size, shuffle=False), batch_map),
       keras_model_fn=keras_model_fn,
@@ -158,28 +165,138 @@ def create_rating_task_from_data(
   )
 
 
-def create_rating_task(
-    data_dir: Optional[str],
-    partition_spec: partitions.PartitionSpec,
-    train_client_spec: preprocessing.ClientSpec,
-    model_config: rating_ffnn.RatingModelConfig = rating_ffnn.RatingModelConfig(),
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    use_synthetic_data: bool = False,
-) -> base.FederatedTask:
+@dataclasses.dataclass(frozen=True)
+class RatingConfigs:
+  """The validated settings of the rating study (see `configure`)."""
+
+  hparams: Mapping[str, Any]
+  partition: partitions.PartitionSpec
+  client: preprocessing.ClientSpec
+  model: rating_ffnn.RatingModelConfig
+  algorithm: algorithms.AlgorithmConfig
+  aggregator: aggregators.AggregatorSpec
+  eval_split: str
+
+
+def configure(hp: Mapping[str, Any]) -> RatingConfigs:
+  """Checks every setting of the rating study; loads nothing."""
+  common.require_fraction(hp, "test_fraction")
+  try:
+    hidden_units = tuple(int(units) for units in hp["hidden_units"])
+  except ValueError as e:
+    raise ConfigError(f"hidden_units={','.join(hp['hidden_units'])}: integers expected.",
+                      ("hidden_units",)) from e
+  partition = common.partition_spec(hp)
+  common.check_clients_per_round(hp, partition)
+  configs = RatingConfigs(
+      hparams=hp,
+      partition=partition,
+      client=common.client_spec(hp),
+      model=rating_ffnn.RatingModelConfig(
+          hp["user_embedding"], hp["embedding_dim"], hidden_units, hp["dropout"],
+          hp["engineered_features"], hp["dropout_masks"]),
+      algorithm=algorithms.AlgorithmConfig(
+          hp["algorithm"], hp["client_weighting"], common.client_optimizer(hp),
+          common.server_optimizer(hp),
+          OptimizerSpec(hp["local_optimizer"], hp["local_learning_rate"], role="local"),
+          hp["reconstruction_epochs"]),
+      aggregator=common.aggregator_spec(hp),
+      eval_split=common.eval_split(hp))
+  local = configs.model.user_embedding == "local"
+  if local != (configs.algorithm.algorithm in algorithms.LOCAL_LAYER_ALGORITHMS):
+    raise ConfigError(
+        f"user_embedding={configs.model.user_embedding!r} with algorithm="
+        f"{configs.algorithm.algorithm!r}: a local user embedding is trained only by "
+        "algorithm='fed_recon' or 'stateful_local', and those need user_embedding='local'.",
+        ("user_embedding", "algorithm"))
+  if configs.algorithm.algorithm == "stateful_local" and partition.scheme == "natural":
+    raise ConfigError(
+        "algorithm='stateful_local' with partition='natural': keeping a user-embedding "
+        "table on each of thousands of one-user clients is a cross-device setting; use "
+        "algorithm='fed_recon' there.", ("algorithm", "partition"))
+  require(hp["baseline_epochs"] >= 0, "baseline_epochs", hp["baseline_epochs"],
+          "must be >= 0.")
+  return configs
+
+
+def create_rating_task(configs: RatingConfigs) -> federated_task.FederatedTask:
   """Loads MovieLens-1M (or small synthetic data) and builds the task.
 
-  The split is the canonical per-user holdout (`test_fraction`, `seed`); the
-  partition is computed on the training ratings only. Training shuffles are
-  not seeded: a seeded shuffle would replay each client's order in every
-  round (and every Keras epoch), an unseeded one draws a fresh order each time.
+  The split is the canonical per-user holdout (`test_fraction`, `seed`); with
+  eval_split 'validation' the same holdout is carved again from the training
+  ratings, and the task is scored on those (the test ratings stay unseen).
+  The partition is computed on the training ratings only.
   """
-  if use_synthetic_data:
-    data_dir = synthetic.write_synthetic_movielens(
-        tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), seed=seed)
-  data = movielens.load_movielens(data_dir)
-  train, test = splits.per_user_holdout(data.ratings, test_fraction, seed)
+  hp = configs.hparams
+  data = common.load_movielens(hp)
+  train, test = splits.per_user_holdout(data.ratings, hp["test_fraction"], hp["seed"])
+  if configs.eval_split == "validation":
+    train, test = splits.per_user_holdout(train, hp["test_fraction"], hp["seed"])
   user_to_client = partitions.partition_users(
-      partition_spec, train, data.users, features.genre_multi_hot(data))
+      configs.partition, train, data.users, features.genre_multi_hot(data))
   return create_rating_task_from_data(
-      data, train, test, user_to_client, train_client_spec, model_config, seed=None)
+      data, train, test, user_to_client, configs.client, configs.model)
+
+
+def build(configs: RatingConfigs) -> FederatedRun:
+  """The federated rating study, ready for the training loop.
+
+  Evaluation (every rounds_per_eval rounds): pooled held-out metrics of the
+  federated model. Report: per_client.csv, the federated model beside
+  local-only and centralized Keras training (baseline_epochs > 0).
+  """
+  hp = configs.hparams
+  privacy.set_simulation_context(configs.aggregator)
+  task = create_rating_task(configs)
+  clients = task.train_data.client_ids
+  aggregator = privacy.build_aggregator(configs.aggregator)
+  process = algorithms.build_training_process(task, configs.algorithm, aggregator)
+  evaluate = evaluation.federated_evaluation(task, configs.algorithm, configs.client, process)
+  seed = hp["seed"]
+  stateful = isinstance(process, stateful_local.StatefulLocalProcess)
+  if stateful:
+    initial_state_fn = lambda: process.initialize(seed)
+  else:
+    model_fn = (task.reconstruction_model_fn if task.local_layers else task.model_fn)
+    initial_state_fn = lambda: initialization.seeded_initial_state(process, model_fn, seed)
+
+  def report(state, output_dir: str) -> str:
+    tables = [evaluate.table(state)]
+    if hp["baseline_epochs"]:
+      tf.keras.utils.set_random_seed(seed)
+      tables += [evaluation.local_only_table(task, hp["baseline_epochs"]),
+                 evaluation.centralized_table(task, hp["baseline_epochs"])]
+    per_client = pd.concat(tables, ignore_index=True)
+    path = os.path.join(output_dir, "per_client.csv")
+    per_client.to_csv(path, index=False, float_format="%.4f")
+    return (per_client.to_string(index=False, float_format=lambda v: f"{v:.4f}") +
+            f"\nPer-client table: {path}")
+
+  return FederatedRun(
+      process=process,
+      initial_state_fn=initial_state_fn,
+      sampler=ClientSampler(clients, hp["clients_per_round"], "uniform", seed),
+      client_data_fn=RoundDatasets(task.train_data, task.train_preprocess, seed, keyed=stateful),
+      evaluate_fn=lambda state, round_num: evaluate.pooled(state),
+      report_fn=report,
+      dp=common.dp_accounting(hp, configs.aggregator, len(clients)),
+      divergence_hint=common.learning_rates(
+          hp, ("client", "server", "local") if task.local_layers else ("client", "server")),
+      description=task.description)
+
+
+TASK = TaskDefinition(
+    name="movielens_rating",
+    summary=("the federated rating study: non-IID clients, the feature-fused network with "
+             "the user embedding kept on the clients, server Adam; per-client table beside "
+             "local-only and centralized training"),
+    reads=(("test_fraction",) + common.EVAL_SPLIT + common.PARTITION + common.CLIENT_SPEC +
+           ("clients_per_round", "user_embedding", "embedding_dim", "hidden_units",
+            "dropout", "dropout_masks", "engineered_features", "algorithm",
+            "reconstruction_epochs") +
+           common.CLIENT_OPTIMIZER + common.SERVER_OPTIMIZER +
+           ("local_optimizer", "local_learning_rate") + common.PRIVACY +
+           ("baseline_epochs",)),
+    configure=configure,
+    build=build,
+)

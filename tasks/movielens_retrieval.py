@@ -1,110 +1,131 @@
-"""`movielens_retrieval` (and `movielens_ranking`): TFRS two-tower models.
+"""`movielens_retrieval`: a TFRS two-tower retrieval model trained with FedAvg.
 
 Clients hold the interactions of their users (a partition of users). Each
 example carries only what its client owns: the positive movie, the rating,
 the user's demographics and a sample of the user's *other* rated movies (the
 query history). The global model holds movie embeddings, demographic
-embeddings and dense layers; with the default towers no per-user row exists
-in it (see `TowerConfig.use_user_id`).
+embeddings and dense layers; no per-user row exists in it
+(`TowerConfig.use_user_id` is off). With a DP aggregator every client's
+update is clipped and noised like in the other tasks (user-level DP when a
+client is a user; client-level DP otherwise).
 
-The model is a `tfrs.Model`, not a functional Keras model, so this task does
-not fit `base.FederatedTask` (whose `model_fn` calls `from_keras_model`): it
-offers its own `model_fn` (a `TfrsVariableModel`) and a server-side
-`evaluate` that ranks all movies with the global weights.
+Evaluation ranks every movie on the server with the global weights (full
+ranking, `tff_movierec.retrieval.evaluation`) for every user of the
+protocol's evaluation split; the report exports the towers and a BruteForce
+index for `python -m tff_movierec.recommend`.
 """
 
 import dataclasses
-import tempfile
-from typing import Callable, Dict, List
+import os
+from typing import Any, Mapping
 
-import tensorflow as tf
-import tensorflow_federated as tff
-
-from tff_movierec.data import movielens, partitions, preprocessing, synthetic
+from tasks import common
+from tasks.definition import TaskDefinition
+from tff_movierec import privacy
 from tff_movierec.metrics import protocols
-from tff_movierec.retrieval import federated, training
+from tff_movierec.privacy import aggregators
+from tff_movierec.retrieval import export, training
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
-from tff_movierec.retrieval.models import TwoTowerEmbeddings
+from tff_movierec.retrieval.experiment import MIN_HISTORY_RATING, with_validation
+from tff_movierec.training import algorithms, initialization
+from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.round_datasets import RoundDatasets
+from tff_movierec.training.sampling import ClientSampler
+from tff_movierec.errors import require
+
+# In-batch softmax settings measured best on ML-1M validation (BENCHMARKS.md, issue 6).
+TASK_CONFIG = RetrievalTaskConfig(temperature=0.1, normalize=True, logq_correction=True)
+_SPLITS = {"test": "test", "validation": "valid"}
 
 
 @dataclasses.dataclass(frozen=True)
-class RetrievalTask:
-  """Data, model and server-side evaluation of a federated two-tower task.
+class RetrievalConfigs:
+  """The validated settings of the retrieval task (see `configure`)."""
 
-  Attributes:
-    name: "movielens_retrieval" or "movielens_ranking".
-    kind: "retrieval" or "ranking" (see `training.MODEL_KINDS`).
-    data: the MovieLens tables.
-    protocol: the ranking protocol whose train split the clients hold.
-    train_data: raw (unbatched) training examples per client.
-    client_ids: clients with at least one example.
-    train_preprocess: raw client dataset -> `OrderedDict(x=..., y=...)` batches.
-    model_fn: () -> a new `TfrsVariableModel` for TFF learning processes.
-    description: one line for logs.
-  """
-
-  name: str
-  kind: str
-  data: movielens.MovieLens
-  protocol: protocols.RankingProtocol
-  train_data: tff.simulation.datasets.ClientData
-  client_ids: List[str]
-  train_preprocess: Callable[[tf.data.Dataset], tf.data.Dataset]
-  model_fn: Callable[[], federated.TfrsVariableModel]
-  description: str = ""
-
-  def evaluate(self, model: TwoTowerEmbeddings, split: str = "test") -> Dict[str, float]:
-    """Server-side metrics of a model holding the global weights.
-
-    Retrieval: full-ranking recall/ndcg/hr/precision/mrr@10 on `split`;
-    ranking: RMSE of the predicted ratings, keys prefixed with `split`.
-    """
-    return training.evaluate_model(self.kind, model, self.data, self.protocol, split)
+  hparams: Mapping[str, Any]
+  partition: Any
+  client: Any
+  towers: TowerConfig
+  client_optimizer: Any
+  server_optimizer: Any
+  aggregator: aggregators.AggregatorSpec
+  eval_split: str
 
 
-def create_retrieval_task_from_data(
-    data: movielens.MovieLens,
-    protocol: protocols.RankingProtocol,
-    partition_spec: partitions.PartitionSpec,
-    train_client_spec: preprocessing.ClientSpec,
-    tower_config: TowerConfig = TowerConfig(),
-    task_config: RetrievalTaskConfig = RetrievalTaskConfig(
-        temperature=0.1, normalize=True, logq_correction=True),
-    kind: str = "retrieval",
-    seed: int = 0,
-) -> RetrievalTask:
-  """Builds the task from loaded data and a ranking protocol."""
-  setup = training.federated_setup(kind, data, protocol, tower_config, task_config,
-                                   partition_spec, train_client_spec, seed)
-  return RetrievalTask(
-      name=f"movielens_{kind}", kind=kind, data=data, protocol=protocol,
-      train_data=setup.client_data, client_ids=setup.client_ids,
-      train_preprocess=setup.preprocess, model_fn=setup.model_fn,
-      description=(f"TFRS two-tower {kind}, {protocol.name}, {len(setup.client_ids)} "
-                   f"clients ({partition_spec.scheme})"))
+def configure(hp: Mapping[str, Any]) -> RetrievalConfigs:
+  """Checks every setting of the retrieval task; loads nothing."""
+  require(hp["ranking_protocol"] in MIN_HISTORY_RATING, "ranking_protocol",
+          hp["ranking_protocol"], f"must be one of {tuple(MIN_HISTORY_RATING)}.")
+  partition = common.partition_spec(hp)
+  common.check_clients_per_round(hp, partition)
+  client = common.client_spec(hp)
+  require(client.batch_size >= 2, "client_batch_size", client.batch_size,
+          "the in-batch softmax needs >= 2.")
+  return RetrievalConfigs(
+      hparams=hp, partition=partition, client=client,
+      towers=TowerConfig(embedding_dim=hp["embedding_dim"]),
+      client_optimizer=common.client_optimizer(hp),
+      server_optimizer=common.server_optimizer(hp),
+      aggregator=common.aggregator_spec(hp),
+      eval_split=common.eval_split(hp))
 
 
-def create_retrieval_task(
-    data_dir: str,
-    partition_spec: partitions.PartitionSpec,
-    train_client_spec: preprocessing.ClientSpec,
-    tower_config: TowerConfig = TowerConfig(),
-    task_config: RetrievalTaskConfig = RetrievalTaskConfig(
-        temperature=0.1, normalize=True, logq_correction=True),
-    protocol: str = "recbole_ml1m",
-    kind: str = "retrieval",
-    seed: int = 0,
-    use_synthetic_data: bool = False,
-) -> RetrievalTask:
-  """Loads MovieLens-1M (or small synthetic data) and builds the task."""
-  if use_synthetic_data:
-    data_dir = synthetic.write_synthetic_movielens(
-        tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), num_users=60, num_movies=50,
-        ratings_per_user=25, seed=seed)
-  data = movielens.load_movielens(data_dir)
-  ranking_protocol = protocols.build(protocol, data.ratings, data.num_users,
-                                     data.num_movies, seed=seed)
-  return create_retrieval_task_from_data(data, ranking_protocol, partition_spec,
-                                         train_client_spec, tower_config, task_config,
-                                         kind, seed)
+def build(configs: RetrievalConfigs) -> FederatedRun:
+  """Federated two-tower retrieval, ready for the training loop."""
+  hp = configs.hparams
+  seed = hp["seed"]
+  privacy.set_simulation_context(configs.aggregator)
+  data = common.load_movielens(hp, num_users=60, num_movies=50, ratings_per_user=25)
+  protocol = with_validation(protocols.build(
+      hp["ranking_protocol"], data.ratings, data.num_users, data.num_movies, seed=seed), seed)
+  setup = training.federated_setup("retrieval", data, protocol, configs.towers, TASK_CONFIG,
+                                   configs.partition, configs.client, seed)
+  aggregator = privacy.build_aggregator(configs.aggregator)
+  process = algorithms.build_fed_avg(setup.model_fn, hp["client_weighting"],
+                                     configs.client_optimizer, configs.server_optimizer,
+                                     aggregator)
+  server_model = setup.model_fn()
+  split = _SPLITS[configs.eval_split]
 
+  def evaluate_fn(state, round_num):
+    process.get_model_weights(state).assign_weights_to(server_model)
+    metrics = training.evaluate_model("retrieval", server_model.tfrs_model, data, protocol,
+                                      split)
+    return {name[len(split) + 1:]: value for name, value in metrics.items()}
+
+  def report(state, output_dir: str) -> str:
+    process.get_model_weights(state).assign_weights_to(server_model)
+    export_dir = os.path.join(output_dir, "export")
+    export.export_model(server_model.tfrs_model, data, export_dir,
+                        MIN_HISTORY_RATING[hp["ranking_protocol"]])
+    return (f"Exported to {export_dir}; recommend with: python -m tff_movierec.recommend "
+            f"--user 1841 --k 5 --model_dir {export_dir}")
+
+  return FederatedRun(
+      process=process,
+      initial_state_fn=lambda: initialization.seeded_initial_state(process, setup.model_fn,
+                                                                   seed),
+      sampler=ClientSampler(setup.client_ids, hp["clients_per_round"], "uniform", seed),
+      client_data_fn=RoundDatasets(setup.client_data, setup.preprocess, seed),
+      evaluate_fn=evaluate_fn,
+      report_fn=report,
+      dp=common.dp_accounting(hp, configs.aggregator, len(setup.client_ids)),
+      divergence_hint=common.learning_rates(hp),
+      description=(f"TFRS two-tower retrieval, {protocol.name}, {len(setup.client_ids)} "
+                   f"clients ({configs.partition.scheme})"))
+
+
+TASK = TaskDefinition(
+    name="movielens_retrieval",
+    summary=("TFRS two-tower retrieval (in-batch softmax) trained with FedAvg; full-ranking "
+             "metrics on the server, exported for `python -m tff_movierec.recommend`"),
+    reads=(("ranking_protocol",) + common.EVAL_SPLIT + common.PARTITION +
+           common.CLIENT_SPEC + ("clients_per_round", "embedding_dim") +
+           common.CLIENT_OPTIMIZER + common.SERVER_OPTIMIZER + common.PRIVACY),
+    configure=configure,
+    build=build,
+    # Settings of the federated run in BENCHMARKS.md (issue 6).
+    defaults={"embedding_dim": 64, "client_batch_size": 1024, "client_optimizer": "adam",
+              "client_learning_rate": 0.005, "server_learning_rate": 0.05,
+              "total_rounds": 10, "rounds_per_eval": 2},
+)

@@ -9,8 +9,10 @@ import tensorflow as tf
 from tff_movierec.data import client_data, features, splits
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.partitions import PartitionSpec, partition_users
-from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn, shuffled_batches
+from tff_movierec.data.preprocessing import (ClientSpec, build_preprocess_fn, round_seed,
+                                             shuffled_batches)
 from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.errors import ConfigError
 
 NUM_CLIENTS = 6
 
@@ -103,11 +105,17 @@ def to_xy(batch):
   return batch["x"], batch["x"] * 10
 
 
+def examples(num_examples=10):
+  return tf.data.Dataset.from_tensor_slices({"x": tf.range(num_examples, dtype=tf.int64)})
+
+
+def as_lists(dataset):
+  return [(x.tolist(), y.tolist()) for x, y in dataset.as_numpy_iterator()]
+
+
 def batches(spec, num_examples=10, seed=None):
-  dataset = tf.data.Dataset.from_tensor_slices(
-      {"x": tf.range(num_examples, dtype=tf.int64)})
-  preprocess = build_preprocess_fn(spec, to_xy, seed=seed)
-  return [(x.tolist(), y.tolist()) for x, y in preprocess(dataset).as_numpy_iterator()]
+  preprocess = build_preprocess_fn(spec, to_xy)
+  return as_lists(preprocess(examples(num_examples), seed=seed))
 
 
 def test_preprocess_batches_and_maps_in_order_without_shuffle():
@@ -132,8 +140,8 @@ def test_preprocess_caps_elements_after_repeat():
 
 def test_preprocess_shuffles_each_epoch_deterministically_for_a_seed():
   spec = ClientSpec(num_epochs=2, batch_size=20)
-  (first, first_y), = batches(spec, seed=3)
-  (again, _), = batches(spec, seed=3)
+  (first, first_y), = batches(spec, seed=(3, 0))
+  (again, _), = batches(spec, seed=(3, 0))
   assert first == again
   assert first_y == [10 * x for x in first]  # columns stay aligned
   assert sorted(first[:10]) == sorted(first[10:]) == list(range(10))
@@ -142,17 +150,68 @@ def test_preprocess_shuffles_each_epoch_deterministically_for_a_seed():
 
 
 def test_preprocess_shuffled_batches_cover_epochs_and_cap():
-  result = batches(ClientSpec(num_epochs=3, batch_size=4, max_elements=25), seed=0)
+  result = batches(ClientSpec(num_epochs=3, batch_size=4, max_elements=25), seed=(0, 0))
   assert [len(x) for x, _ in result] == [4] * 6 + [1]
   flat = [v for x, _ in result for v in x]
   assert sorted(flat[:10]) == sorted(flat[10:20]) == list(range(10))
   assert sorted(flat[20:]) == sorted(set(flat[20:]))
 
 
-def test_preprocess_differs_between_creations_without_seed():
+@pytest.fixture
+def no_global_tf_seed():
+  """Clears TF's global seed, which other tests set (e.g. through
+  `initialization.seeded_model`): without it, datasets created anew draw
+  different orders (with it, a reproducible sequence)."""
+  tf.random.set_seed(None)
+
+
+def test_preprocess_differs_between_creations_without_seed(no_global_tf_seed):
   spec = ClientSpec(batch_size=1000)
   orders = {tuple(batches(spec, num_examples=50)[0][0]) for _ in range(3)}
   assert len(orders) > 1
+
+
+def test_preprocess_seed_pair_fixes_the_order_per_call():
+  preprocess = build_preprocess_fn(ClientSpec(batch_size=1000), to_xy)
+  order = lambda seed: as_lists(preprocess(examples(50), seed=seed))[0][0]
+  assert order((4, 7)) == order((4, 7))
+  # A seeded dataset replays its order on every iteration.
+  seeded = preprocess(examples(50), seed=(4, 7))
+  assert as_lists(seeded) == as_lists(seeded)
+  # Another pair (also when only one of its two ints differs) -> another order.
+  assert len({tuple(order(seed)) for seed in [(4, 7), (4, 8), (5, 7)]}) == 3
+  assert sorted(order((4, 8))) == list(range(50))
+
+
+def test_preprocess_without_seed_differs_between_iterations(no_global_tf_seed):
+  dataset = build_preprocess_fn(ClientSpec(batch_size=1000), to_xy)(examples(50))
+  orders = {tuple(as_lists(dataset)[0][0]) for _ in range(3)}
+  assert len(orders) > 1
+  assert all(sorted(order) == list(range(50)) for order in orders)
+
+
+def test_preprocess_without_seed_differs_between_iterations_under_a_global_seed():
+  tf.random.set_seed(0)
+  try:
+    dataset = build_preprocess_fn(ClientSpec(batch_size=1000), to_xy)(examples(50))
+    orders = {tuple(as_lists(dataset)[0][0]) for _ in range(3)}
+  finally:
+    tf.random.set_seed(None)
+  assert len(orders) > 1
+
+
+def test_round_seed_is_a_pair_fixed_by_seed_round_and_client():
+  seed = round_seed(0, 1, 2)
+  assert isinstance(seed, tuple) and len(seed) == 2
+  assert all(isinstance(part, int) for part in seed)
+  assert round_seed(0, 1, 2) == seed
+  others = [round_seed(1, 1, 2), round_seed(0, 2, 2), round_seed(0, 1, 3)]
+  assert len(set(others + [seed])) == 4
+  # Usable as a stateless seed: each round's order differs, the same round's repeats.
+  preprocess = build_preprocess_fn(ClientSpec(batch_size=1000), to_xy)
+  order = lambda s: as_lists(preprocess(examples(50), seed=s))[0][0]
+  assert order(round_seed(0, 1, 2)) == order(round_seed(0, 1, 2))
+  assert order(round_seed(0, 1, 2)) != order(round_seed(0, 2, 2))
 
 
 def test_shuffled_batches_of_empty_and_unknown_size_datasets():
@@ -160,10 +219,10 @@ def test_shuffled_batches_of_empty_and_unknown_size_datasets():
   assert list(shuffled_batches(empty, 4)) == []
   # A filter makes the cardinality unknown; more than one collection chunk.
   odd = tf.data.Dataset.range(5000).filter(lambda v: v % 2 == 1)
-  got = np.concatenate(list(shuffled_batches(odd, 300, seed=1).as_numpy_iterator()))
+  got = np.concatenate(list(shuffled_batches(odd, 300, seed=(1, 0)).as_numpy_iterator()))
   assert sorted(got.tolist()) == list(range(1, 5000, 2))
   pairs = tf.data.Dataset.range(10).map(lambda v: (v, -v))
-  for x, y in shuffled_batches(pairs, 3, seed=2):
+  for x, y in shuffled_batches(pairs, 3, seed=(2, 0)):
     assert (x.numpy() == -y.numpy()).all()
 
 
@@ -180,12 +239,15 @@ def test_client_data_preprocess_applies_to_every_client(setup):
     assert got == [(u, r) for u, _, r in expected]
 
 
-@pytest.mark.parametrize("kwargs, flag", [
-    (dict(num_epochs=0), "--client_epochs=0"),
-    (dict(batch_size=0), "--client_batch_size=0"),
-    (dict(max_elements=0), "--max_client_examples=0"),
+@pytest.mark.parametrize("kwargs, field, message", [
+    (dict(num_epochs=0), "num_epochs", "num_epochs=0: must be >= 1."),
+    (dict(batch_size=0), "batch_size", "batch_size=0: must be >= 1."),
+    (dict(max_elements=0), "max_elements",
+     "max_elements=0: must be >= 1 (or None for no limit)."),
 ])
-def test_client_spec_errors_name_the_flag(kwargs, flag):
-  with pytest.raises(ValueError) as error:
+def test_client_spec_errors_name_the_field(kwargs, field, message):
+  with pytest.raises(ConfigError) as error:
     ClientSpec(**kwargs)
-  assert str(error.value).startswith(flag)
+  assert str(error.value) == message
+  assert error.value.fields == (field,)
+  assert isinstance(error.value, ValueError)

@@ -1,67 +1,173 @@
-"""training.loop: client sampling and the reuse of preprocessed datasets."""
+"""The one training loop, on a stand-in process (no TFF computation): schema,
+evaluation cadence, ε, checkpoints, resume and divergence."""
 
-import types
+import csv
+import os
+from typing import NamedTuple
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_federated as tff
 
-from tff_movierec.data.preprocessing import shuffled_batches
-from tff_movierec.training import loop
+from tff_movierec.errors import ConfigError, DivergenceError
+from tff_movierec.privacy import accounting
+from tff_movierec.training import loop, managers
+from tff_movierec.training.federated_run import DpAccounting, FederatedRun
+from tff_movierec.training.sampling import ClientSampler
+
+CLIENTS = [str(i) for i in range(6)]
 
 
-def _task(built):
-  """A task whose client k holds range(10 * k); `built` records each build."""
-
-  def preprocess(dataset):
-    built.append(dataset)
-    return shuffled_batches(dataset, 100)
-
-  train_data = types.SimpleNamespace(
-      create_tf_dataset_for_client=lambda c: tf.data.Dataset.range(10 * int(c)))
-  return types.SimpleNamespace(train_data=train_data, train_preprocess=preprocess)
+class Output(NamedTuple):
+  state: dict
+  metrics: dict
 
 
-def test_training_datasets_are_built_once_per_client():
-  built = []
-  datasets = loop.TrainingDatasets(_task(built))
-  first = datasets(["1", "2"])
-  again = datasets(["2", "1", "3"])
-  assert len(built) == 3
-  assert again[0] is first[1] and again[1] is first[0]
-  assert sorted(np.concatenate(list(again[2].as_numpy_iterator()))) == list(range(30))
+class CountingProcess:
+  """State: one weight that grows by the number of clients each round; the
+  loss of round r is `losses[r]` (default 1 / r)."""
+
+  def __init__(self, losses=None):
+    self.losses = losses or {}
+    self.calls = []
+
+  def initialize(self):
+    return {"w": np.zeros(2, np.float32), "round": np.int32(0)}
+
+  def next(self, state, client_data):
+    round_num = int(state["round"]) + 1
+    self.calls.append((round_num, list(client_data)))
+    metrics = {"client_work": {"train": {"loss": self.losses.get(round_num, 1.0 / round_num),
+                                         "num_examples": 10.0 * len(client_data)}},
+               "finalizer": {"update_non_finite": 0}}
+    return Output({"w": state["w"] + len(client_data), "round": np.int32(round_num)}, metrics)
+
+  def get_model_weights(self, state):
+    return tff.learning.models.ModelWeights([state["w"]], [])
 
 
-def test_training_datasets_keep_the_most_recent_clients():
-  built = []
-  datasets = loop.TrainingDatasets(_task(built), capacity=2)
-  datasets(["1", "2"])
-  datasets(["1"])  # "2" is now the least recently used
-  datasets(["3"])  # evicts "2"
-  datasets(["1", "2"])
-  assert len(built) == 4
+def _run(process, **kwargs):
+  return FederatedRun(
+      process=process, initial_state_fn=process.initialize,
+      sampler=ClientSampler(CLIENTS, 2, "uniform", seed=1),
+      client_data_fn=lambda clients, round_num: [f"{c}@{round_num}" for c in clients],
+      evaluate_fn=lambda state, round_num: {"w": float(state["w"][0])}, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def first_five():
-  @tff.tensorflow.computation(tff.SequenceType(tff.TensorType(np.int64, [None])))
-  def first(dataset):
-    return dataset.reduce(tf.zeros([0], tf.int64), lambda a, b: tf.concat([a, b], 0))[:5]
-
-  return first
-
-
-def test_a_reused_unseeded_dataset_draws_a_new_order_each_round(first_five):
-  dataset = loop.TrainingDatasets(_task([]))(["100"])[0]
-  orders = {tuple(first_five(dataset)) for _ in range(3)}
-  assert len(orders) == 3
+def _train(tmp_path, run, total_rounds, rounds_per_eval=2, name="run"):
+  folder = managers.open_experiment(str(tmp_path), name, {"total_rounds": total_rounds})
+  try:
+    experiment = folder.create_managers()
+    state = loop.run_training(run, loop.LoopConfig(total_rounds, rounds_per_eval),
+                              experiment, log=lambda line: None)
+  finally:
+    folder.close()
+  with open(experiment.metrics_csv) as f:
+    return state, list(csv.DictReader(f))
 
 
-def test_sample_clients_depends_only_on_seed_and_round():
-  config = loop.LoopConfig(clients_per_round=3, seed=7)
-  ids = [str(k) for k in range(20)]
-  assert loop.sample_clients(ids, 4, config) == loop.sample_clients(ids, 4, config)
-  assert len(set(loop.sample_clients(ids, 4, config))) == 3
-  assert {tuple(loop.sample_clients(ids, r, config)) for r in range(1, 6)} != {
-      tuple(loop.sample_clients(ids, 1, config))}
+def test_rows_have_one_schema_and_evaluations_every_n_rounds(tmp_path):
+  process = CountingProcess()
+  state, rows = _train(tmp_path, _run(process), total_rounds=5)
+  assert [int(r["round_num"]) for r in rows] == [1, 2, 3, 4, 5]
+  assert {"train/loss", "train/num_examples", "finalizer/update_non_finite", "clients",
+          "round_seconds", "examples_per_second", "eval/w"} <= set(rows[0])
+  assert [r["eval/w"] != "" for r in rows] == [False, True, False, True, True]
+  assert float(rows[3]["eval/w"]) == 8.0  # 2 clients a round, 4 rounds
+  assert float(rows[0]["train/loss"]) == 1.0 and float(rows[0]["clients"]) == 2.0
+  assert state["w"][0] == 10.0
+  # Clients come from the sampler, datasets from client_data_fn, per round.
+  assert process.calls[2] == (3, [f"{c}@3" for c in ClientSampler(CLIENTS, 2, seed=1)(3)])
+
+
+def test_dp_runs_report_epsilon_of_every_round(tmp_path):
+  run = _run(CountingProcess(), dp=DpAccounting(noise_multiplier=1.0, delta=1e-3))
+  _, rows = _train(tmp_path, run, total_rounds=3)
+  epsilons = [float(r["privacy/epsilon"]) for r in rows]
+  assert epsilons == pytest.approx(
+      [accounting.epsilon(1.0, 2 / 6, r, 1e-3) for r in (1, 2, 3)])
+  assert epsilons[0] < epsilons[1] < epsilons[2]
+  assert {float(r["privacy/delta"]) for r in rows} == {1e-3}
+
+
+def test_a_resumed_run_continues_after_its_checkpoint_and_releases_each_round_once(tmp_path):
+  _train(tmp_path, _run(CountingProcess()), total_rounds=3)
+  process = CountingProcess()
+  state, rows = _train(tmp_path, _run(process), total_rounds=5)
+  assert [call[0] for call in process.calls] == [4, 5]  # rounds 1-3 were not re-run
+  assert [int(r["round_num"]) for r in rows] == [1, 2, 3, 4, 5]
+  assert state["w"][0] == 10.0
+  with pytest.raises(ConfigError, match="total_rounds=2: the experiment already has a "
+                                        "checkpoint of round 5"):
+    _train(tmp_path, _run(CountingProcess()), total_rounds=2)
+
+
+def test_a_crash_between_release_and_checkpoint_leaves_each_round_once(tmp_path):
+  run = _run(CountingProcess())
+  folder = managers.open_experiment(str(tmp_path), "run", {})
+  experiment = folder.create_managers()
+  saved = []
+
+  async def save_two_rounds_only(state, version):
+    if version > 2:
+      raise KeyboardInterrupt  # killed after releasing round 3, before saving it
+    saved.append(version)
+    await managers_save(state, version)
+
+  managers_save = experiment.program_state_manager.save
+  experiment.program_state_manager.save = save_two_rounds_only
+  with pytest.raises(KeyboardInterrupt):
+    loop.run_training(run, loop.LoopConfig(4, 0), experiment, log=lambda line: None)
+  folder.close()
+  assert saved == [1, 2]
+  _, rows = _train(tmp_path, _run(CountingProcess()), total_rounds=4)
+  assert [int(r["round_num"]) for r in rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("losses,cause", [({2: float("nan")}, "the training loss is nan"),
+                                          ({2: float("inf")}, "the training loss is inf")])
+def test_divergence_stops_the_run_naming_the_round_and_keeps_the_last_good_state(
+    tmp_path, losses, cause):
+  run = _run(CountingProcess(losses), divergence_hint="client_learning_rate=30.0")
+  with pytest.raises(DivergenceError, match=rf"round 2: {cause}\. Likely cause: a step size "
+                                            r"too large \(client_learning_rate=30\.0\)") as e:
+    _train(tmp_path, run, total_rounds=4)
+  assert e.value.round_num == 2
+  checkpoints = os.listdir(os.path.join(tmp_path, "run", "checkpoints"))
+  assert checkpoints == ["program_state_1"]
+  with open(os.path.join(tmp_path, "run", "metrics.csv")) as f:
+    assert [row["round_num"] for row in csv.DictReader(f)] == ["1"]
+
+
+def test_non_finite_weights_are_divergence_too(tmp_path):
+  class NanWeights(CountingProcess):
+    def next(self, state, client_data):
+      output = super().next(state, client_data)
+      output.state["w"][1] = np.nan
+      return output
+
+  with pytest.raises(DivergenceError, match="round 1: a model weight is not finite"):
+    _train(tmp_path, _run(NanWeights()), total_rounds=2)
+
+
+def test_a_round_without_clients_changes_nothing_but_counts_for_dp(tmp_path):
+  process = CountingProcess()
+  run = FederatedRun(process=process, initial_state_fn=process.initialize,
+                     sampler=ClientSampler(CLIENTS, 1, "poisson", seed=0),
+                     client_data_fn=lambda clients, round_num: clients,
+                     dp=DpAccounting(1.0, 1e-3))
+  state, rows = _train(tmp_path, run, total_rounds=12)
+  empty = [r for r in rows if float(r["clients"]) == 0]
+  assert empty, "seed 0 gives rounds without clients"
+  assert all(r["train/loss"] == "" and r["privacy/epsilon"] != "" for r in empty)
+  assert len(process.calls) == 12 - len(empty)
+
+
+@pytest.mark.parametrize("field,kwargs", [("total_rounds", dict(total_rounds=0)),
+                                          ("rounds_per_eval", dict(rounds_per_eval=-1)),
+                                          ("rounds_per_checkpoint",
+                                           dict(rounds_per_checkpoint=0))])
+def test_loop_config_names_the_bad_field(field, kwargs):
+  with pytest.raises(ConfigError, match=rf"^{field}=-?\d+: must be >= ") as e:
+    loop.LoopConfig(**kwargs)
+  assert e.value.fields == (field,)

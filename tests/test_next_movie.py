@@ -13,6 +13,9 @@ from tff_movierec import sequences
 from tff_movierec.data import movielens
 from tff_movierec.data import synthetic
 from tff_movierec.data.download import DataError
+from tff_movierec.errors import ConfigError
+from tff_movierec.training import algorithms
+from tff_movierec.training.optimizers import OptimizerSpec
 
 NUM_MOVIES = 10
 PAD = NUM_MOVIES
@@ -128,12 +131,18 @@ def test_model_outputs_logits_over_all_movies(user_embedding):
 
 
 def test_model_config_validation():
-  with pytest.raises(ValueError, match="dropout"):
+  with pytest.raises(ConfigError, match=r"^dropout=1\.0: must be in \[0, 1\)\.$") as error:
     movielens_next_movie.NextMovieModelConfig(dropout=1.0)
-  with pytest.raises(ValueError, match="history_length"):
+  assert error.value.fields == ("dropout",)
+  with pytest.raises(ConfigError, match=r"^history_length=0: must be >= 1\.$") as error:
     movielens_next_movie.NextMovieModelConfig(history_length=0)
-  with pytest.raises(ValueError, match="user_embedding='local'"):
+  assert error.value.fields == ("history_length",)
+  with pytest.raises(ConfigError, match=r"^user_embedding_dim=0: must be >= 1\.$"):
+    movielens_next_movie.NextMovieModelConfig(user_embedding_dim=0)
+  with pytest.raises(ConfigError, match=r"^user_embedding='local': the next-movie task "
+                     r"supports \('none', 'global'\)\.$") as error:
     movielens_next_movie.NextMovieModelConfig(user_embedding="local")
+  assert error.value.fields == ("user_embedding",)
 
 
 def test_keras_rank_metrics_break_ties_by_index():
@@ -168,16 +177,16 @@ def test_popularity_ranking_by_hand():
 
 
 @pytest.fixture(scope="module")
-def task():
-  return movielens_next_movie.create_next_movie_task(use_synthetic_data=True)
+def task(synthetic_data):
+  return movielens_next_movie.create_next_movie_task_from_data(synthetic_data)
 
 
 @pytest.fixture(scope="module")
 def fed_avg(task):
-  return tff.learning.algorithms.build_weighted_fed_avg(
-      task.model_fn,
-      client_optimizer_fn=tff.learning.optimizers.build_adam(1e-2),
-      server_optimizer_fn=tff.learning.optimizers.build_adam(1e-2))
+  # What the task's `build` trains with: weighted FedAvg, here Adam on both sides.
+  return algorithms.build_fed_avg(task.model_fn, "num_examples",
+                                  OptimizerSpec("adam", 1e-2, role="client"),
+                                  OptimizerSpec("adam", 1e-2, role="server"))
 
 
 def test_task_clients_hold_every_example(task):

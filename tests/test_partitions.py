@@ -7,6 +7,7 @@ from tff_movierec.data import features, partitions
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.partitions import PartitionSpec, partition_users
 from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.errors import ConfigError
 
 SCHEMES_WITH_K = [
     PartitionSpec("iid", num_clients=7),
@@ -119,30 +120,40 @@ def test_demographic_groups_are_never_split(data, genres, attribute):
 
 def test_too_many_clients_for_users(data, genres):
   spec = PartitionSpec("iid", num_clients=data.num_users + 1)
-  with pytest.raises(ValueError, match=f"--num_clients={data.num_users + 1} "
-                     f"exceeds the {data.num_users} users"):
+  with pytest.raises(ConfigError, match=f"^num_clients={data.num_users + 1} "
+                     f"exceeds the {data.num_users} users available to the "
+                     "scheme='iid' partition") as error:
     partition(spec, data, genres)
+  assert error.value.fields == ("num_clients", "scheme")
   spec = PartitionSpec("dirichlet", num_clients=data.num_users + 1)
-  with pytest.raises(ValueError, match="exceeds the 200 users"):
+  with pytest.raises(ValueError, match="exceeds the 200 users available to the "
+                     "scheme='dirichlet' partition"):
     partition(spec, data, genres)
 
 
 def test_too_many_clients_for_groups(data, genres):
   spec = PartitionSpec("demographic", num_clients=3, attribute="gender")
-  with pytest.raises(ValueError, match="--num_clients=3 exceeds the 2 groups.*"
-                     "--partition_attribute"):
+  with pytest.raises(ConfigError, match="^num_clients=3 exceeds the 2 groups of "
+                     "attribute='gender'; lower num_clients or choose another "
+                     "attribute") as error:
     partition(spec, data, genres)
+  assert error.value.fields == ("num_clients", "attribute")
 
 
-@pytest.mark.parametrize("kwargs, flag", [
-    (dict(scheme="by_zip"), "--partition='by_zip'"),
-    (dict(scheme="iid", num_clients=0), "--num_clients=0"),
-    (dict(scheme="dirichlet", concentration=0.0), "--dirichlet_concentration=0.0"),
-    (dict(scheme="dirichlet", concentration=-1.0), "--dirichlet_concentration"),
-    (dict(scheme="demographic", attribute="zip_code"),
-     "--partition_attribute='zip_code'"),
+@pytest.mark.parametrize("kwargs, field, message", [
+    (dict(scheme="by_zip"), "scheme", "scheme='by_zip': expected one of "
+     "('natural', 'iid', 'dirichlet', 'demographic')."),
+    (dict(scheme="iid", num_clients=0), "num_clients", "num_clients=0: must be >= 1."),
+    (dict(scheme="dirichlet", concentration=0.0), "concentration",
+     "concentration=0.0: must be > 0."),
+    (dict(scheme="dirichlet", concentration=-1.0), "concentration",
+     "concentration=-1.0: must be > 0."),
+    (dict(scheme="demographic", attribute="zip_code"), "attribute",
+     "attribute='zip_code': expected one of ('age', 'occupation', 'gender')."),
 ])
-def test_bad_spec_names_the_flag(kwargs, flag):
-  with pytest.raises(ValueError) as error:
+def test_bad_spec_names_the_field(kwargs, field, message):
+  with pytest.raises(ConfigError) as error:
     PartitionSpec(**kwargs)
-  assert str(error.value).startswith(flag)
+  assert str(error.value) == message
+  assert error.value.fields == (field,)
+  assert isinstance(error.value, ValueError)

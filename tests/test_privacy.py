@@ -1,6 +1,6 @@
 """Aggregator flags, ε accounting, and one round with every aggregator kind."""
 
-import collections
+import csv
 
 import numpy as np
 import pytest
@@ -10,8 +10,12 @@ from scipy import stats
 
 from tff_movierec import privacy, reconstruction, tff_runtime
 from tff_movierec.data import movielens, synthetic
+from tff_movierec.errors import ConfigError
 from tff_movierec.privacy import accounting
-from tasks import movielens_recon
+from tff_movierec.training import algorithms, initialization, loop, managers, sampling
+from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.optimizers import OptimizerSpec
+from tasks import common, movielens_recon
 
 
 # ---- accounting -------------------------------------------------------------
@@ -61,64 +65,149 @@ def test_noise_for_epsilon_meets_the_target():
 def test_default_delta_is_below_one_over_population():
   assert privacy.default_delta(6040) == pytest.approx(6040**-1.1)
   assert privacy.default_delta(6040) < 1 / 6040
-  with pytest.raises(ValueError):
+  with pytest.raises(ConfigError, match=r"^num_clients=0: must be >= 1\.$"):
     privacy.default_delta(0)
 
 
 def test_accounting_rejects_bad_arguments():
-  with pytest.raises(ValueError, match="--noise_multiplier"):
+  with pytest.raises(ConfigError, match=r"^noise_multiplier=0\.0: must be > 0 for "
+                     "accounting") as error:
     privacy.epsilon(0.0, 0.1, 10, 1e-6)
-  with pytest.raises(ValueError, match="sampling probability"):
+  assert error.value.fields == ("noise_multiplier",)
+  with pytest.raises(ConfigError, match=r"^sampling_probability=1\.5: \(clients per round "
+                     r"/ clients\) must be in \(0, 1\]") as error:
     privacy.epsilon(1.0, 1.5, 10, 1e-6)
-  with pytest.raises(ValueError, match="--dp_delta"):
+  assert error.value.fields == ("sampling_probability",)
+  with pytest.raises(ConfigError, match=r"^delta=0\.0: must be in \(0, 1\)") as error:
     accounting.EpsilonTracker(1.0, 0.1, 0.0)
+  assert error.value.fields == ("delta",)
+  with pytest.raises(ConfigError, match=r"^target_epsilon=0\.0: must be > 0\."):
+    privacy.noise_for_epsilon(0.0, 0.1, 10, 1e-6)
 
 
 # ---- spec validation --------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(kind="dp"), r"--aggregator='dp': must be one of"),
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(kind="dp"),
+     r"^kind='dp': must be one of none, dp_fixed, dp_adaptive, secure, compression\.$",
+     ("kind",)),
     (dict(kind="dp_fixed", noise_multiplier=1.0, client_weighting="uniform",
           clients_per_round=10),
-     r"--aggregator=dp_fixed requires --noise_multiplier > 0 and --clip_norm > 0"),
+     r"^kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 \(got "
+     r"noise_multiplier=1\.0, clip_norm=None\)\.$",
+     ("kind", "noise_multiplier", "clip_norm")),
     (dict(kind="dp_fixed", clip_norm=1.0, client_weighting="uniform", clients_per_round=10),
-     r"--aggregator=dp_fixed requires --noise_multiplier > 0 and --clip_norm > 0"),
+     r"^kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 \(got "
+     r"noise_multiplier=None, clip_norm=1\.0\)\.$",
+     ("kind", "noise_multiplier", "clip_norm")),
     (dict(kind="dp_fixed", noise_multiplier=1.0, clip_norm=1.0, clients_per_round=10),
-     r"--aggregator=dp_fixed is unweighted \(uniform client weighting\): it cannot be "
-     r"used with --client_weighting=num_examples"),
+     r"^kind='dp_fixed' is unweighted \(uniform client weighting\): it cannot be "
+     r"used with client_weighting='num_examples'; use client_weighting='uniform'\.$",
+     ("kind", "client_weighting")),
     (dict(kind="dp_adaptive", noise_multiplier=1.0, clients_per_round=10),
-     r"--aggregator=dp_adaptive is unweighted .* --client_weighting=num_examples"),
+     r"^kind='dp_adaptive' is unweighted .* client_weighting='num_examples'; "
+     r"use client_weighting='uniform'\.$",
+     ("kind", "client_weighting")),
     (dict(kind="dp_adaptive", client_weighting="uniform", clients_per_round=10),
-     r"--aggregator=dp_adaptive requires --noise_multiplier > 0"),
+     r"^kind='dp_adaptive' requires noise_multiplier > 0 \(got noise_multiplier=None\)",
+     ("kind", "noise_multiplier")),
     (dict(kind="dp_adaptive", noise_multiplier=1.0, client_weighting="uniform"),
-     r"--aggregator=dp_adaptive requires --clients_per_round"),
+     r"^kind='dp_adaptive' requires clients_per_round \(got None\)",
+     ("kind", "clients_per_round")),
     (dict(kind="dp_adaptive", noise_multiplier=1.0, client_weighting="uniform",
-          clients_per_round=10), r"--noise_multiplier=1.0 needs --clients_per_round > 10"),
+          clients_per_round=10),
+     r"^kind='dp_adaptive' with noise_multiplier=1\.0 needs clients_per_round > 10 "
+     r"\(got clients_per_round=10\).* or kind='dp_fixed'\.$",
+     ("kind", "noise_multiplier", "clients_per_round")),
+    (dict(kind="dp_adaptive", noise_multiplier=1.0, client_weighting="uniform",
+          clients_per_round=20, clip_norm=0.0),
+     r"^clip_norm=0\.0: the initial clip of kind='dp_adaptive' must be > 0\.$",
+     ("clip_norm", "kind")),
     (dict(kind="dp_adaptive", noise_multiplier=1.0, client_weighting="uniform",
           clients_per_round=20, target_unclipped_quantile=1.5),
-     r"--target_unclipped_quantile=1.5"),
+     r"^target_unclipped_quantile=1\.5: must be in \(0, 1\)\.$",
+     ("target_unclipped_quantile",)),
     (dict(kind="dp_fixed", noise_multiplier=1.0, clip_norm=1.0, client_weighting="uniform",
           clients_per_round=10, target_unclipped_quantile=0.5),
-     r"--target_unclipped_quantile given but --aggregator=dp_fixed"),
-    (dict(noise_multiplier=1.0), r"--noise_multiplier given but --aggregator=none"),
-    (dict(kind="secure", clip_norm=1.0), r"--clip_norm given but --aggregator=secure"),
+     r"^target_unclipped_quantile=0\.5 given but kind='dp_fixed': it only applies to "
+     r"kind='dp_adaptive'\.$",
+     ("target_unclipped_quantile", "kind")),
+    (dict(noise_multiplier=1.0),
+     r"^noise_multiplier=1\.0 given but kind='none': it only applies to "
+     r"kind='dp_fixed' or 'dp_adaptive'\.$",
+     ("noise_multiplier", "kind")),
+    (dict(kind="secure", clip_norm=1.0), r"^clip_norm=1\.0 given but kind='secure'",
+     ("clip_norm", "kind")),
     (dict(kind="compression", target_unclipped_quantile=0.5),
-     r"--target_unclipped_quantile given but --aggregator=compression"),
-    (dict(client_weighting="examples"), r"--client_weighting='examples'"),
-    (dict(clients_per_round=0), r"--clients_per_round=0"),
+     r"^target_unclipped_quantile=0\.5 given but kind='compression'",
+     ("target_unclipped_quantile", "kind")),
+    (dict(client_weighting="examples"),
+     r"^client_weighting='examples': must be one of num_examples, uniform\.$",
+     ("client_weighting",)),
+    (dict(clients_per_round=0), r"^clients_per_round=0: must be >= 1\.$",
+     ("clients_per_round",)),
 ])
-def test_contradictory_flags_are_rejected_by_name(kwargs, message):
-  with pytest.raises(ValueError, match=message):
+def test_contradictory_settings_are_rejected_by_field_name(kwargs, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
     privacy.AggregatorSpec(**kwargs)
+  assert error.value.fields == fields
+  assert isinstance(error.value, ValueError)
+  for field in fields:
+    assert field in str(error.value)
 
 
-def test_experiment_config_rejects_mismatched_weighting_and_stray_delta():
+def test_check_weighting_names_the_weighting_fields():
+  with pytest.raises(ConfigError, match=r"^uniform_weighting=False: an unweighted "
+                     r"aggregator \(DP\) needs uniform client weighting; use "
+                     r"client_weighting='uniform'\.$") as error:
+    privacy.check_weighting(tff.aggregators.UnweightedMeanFactory(), False)
+  assert error.value.fields == ("uniform_weighting", "client_weighting")
+  assert privacy.check_weighting(tff.aggregators.UnweightedMeanFactory(), True)
+  assert not privacy.check_weighting(tff.aggregators.MeanFactory(), False)
+
+
+def test_processes_reject_a_weighted_run_with_an_unweighted_aggregator():
   dp = privacy.AggregatorSpec(kind="dp_fixed", noise_multiplier=1.0, clip_norm=1.0,
                               client_weighting="uniform", clients_per_round=10)
-  with pytest.raises(ValueError, match="--client_weighting=uniform disagrees"):
-    reconstruction.ExperimentConfig(clients_per_round=10, aggregator=dp)
-  with pytest.raises(ValueError, match="--dp_delta given but --aggregator=none"):
-    reconstruction.ExperimentConfig(dp_delta=1e-6)
+  model_fn = reconstruction.model_fn_for(reconstruction.MFConfig(num_movies=5))
+  message = r"^uniform_weighting=False: an unweighted aggregator \(DP\) needs uniform"
+  with pytest.raises(ConfigError, match=message) as error:
+    reconstruction.build_training_process(model_fn, reconstruction.ReconConfig(),
+                                          privacy.build_aggregator(dp))
+  assert error.value.fields == ("uniform_weighting", "client_weighting")
+  with pytest.raises(ConfigError, match=message) as error:
+    algorithms.build_fed_avg(None, "num_examples", OptimizerSpec(), OptimizerSpec(),
+                             privacy.build_aggregator(dp))
+  assert error.value.fields == ("uniform_weighting", "client_weighting")
+
+
+def _privacy_settings(**overrides):
+  settings = dict(aggregator="none", noise_multiplier=None, clip_norm=None,
+                  target_unclipped_quantile=None, clients_per_round=10,
+                  client_weighting="num_examples", dp_delta=None)
+  settings.update(overrides)
+  return settings
+
+
+def test_dp_delta_applies_only_to_dp_and_lies_in_zero_one():
+  with pytest.raises(ConfigError, match=r"^dp_delta=1e-06 applies only to .*DP "
+                     r"aggregator.*, not aggregator='none'\.$") as error:
+    common.aggregator_spec(_privacy_settings(dp_delta=1e-6))
+  assert error.value.fields == ("dp_delta", "aggregator")
+  dp = dict(aggregator="dp_fixed", noise_multiplier=1.0, clip_norm=1.0,
+            client_weighting="uniform")
+  with pytest.raises(ConfigError, match=r"^dp_delta=1\.5: must be in \(0, 1\)\.$") as error:
+    common.aggregator_spec(_privacy_settings(dp_delta=1.5, **dp))
+  assert error.value.fields == ("dp_delta",)
+  spec = common.aggregator_spec(_privacy_settings(dp_delta=1e-6, **dp))
+  assert spec.is_dp and spec.clients_per_round == 10
+  # The accountant gets the aggregator's noise and the given (or default) delta.
+  settings = _privacy_settings(dp_delta=1e-6, **dp)
+  assert common.dp_accounting(settings, spec, 100).noise_multiplier == 1.0
+  assert common.dp_accounting(settings, spec, 100).delta == 1e-6
+  settings["dp_delta"] = None
+  assert common.dp_accounting(settings, spec, 100).delta == privacy.default_delta(100)
+  assert common.dp_accounting(_privacy_settings(), privacy.AggregatorSpec(), 100) is None
 
 
 def test_factory_types_follow_weighting():
@@ -153,34 +242,71 @@ def task(tmp_path_factory):
   return movielens_recon.recon_task_from_data(movielens.load_movielens(folder))
 
 
+@pytest.fixture(scope="module")
+def model_fn(task):
+  return reconstruction.model_fn_for(
+      reconstruction.MFConfig(num_movies=task.num_movies, embedding_dim=4))
+
+
+@pytest.fixture(scope="module")
+def evaluation(model_fn):
+  return reconstruction.build_evaluation_process(
+      model_fn, reconstruction.ReconConfig(reconstruction_steps=2))
+
+
 @pytest.fixture(autouse=True)
 def native_context_after_test():
   yield
-  tff_runtime.switch_context(tff.backends.native.set_sync_local_cpp_execution_context)
+  tff_runtime.install()
+
+
+def _metrics_rows(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("kind", privacy.KINDS)
-def test_each_kind_runs_a_fed_recon_round_with_dp_epsilon(task, kind, tmp_path):
+def test_each_kind_runs_a_fed_recon_round_with_dp_epsilon(task, model_fn, evaluation, kind,
+                                                          tmp_path):
   spec = _spec(kind)
   privacy.set_simulation_context(spec)
-  config = reconstruction.ExperimentConfig(
-      rounds=1, clients_per_round=CLIENTS_PER_ROUND, embedding_dim=4, eval_every=0,
-      recon=reconstruction.ReconConfig(reconstruction_steps=2,
-                                       uniform_weighting=not spec.weighted),
-      aggregator=spec, dp_delta=1e-5 if spec.is_dp else None)
-  rounds = []
-  final = reconstruction.run_recon_experiment(
-      task.train, task.eval_seen, task.num_movies, config, output_dir=str(tmp_path),
-      on_round=lambda r, m: rounds.append((r, m)))
-  assert [r for r, _ in rounds] == [1]
-  assert np.isfinite(final["eval/rmse"]) and final["eval/rmse"] > 0
+  config = reconstruction.ReconConfig(reconstruction_steps=2,
+                                      uniform_weighting=not spec.weighted)
+  training = reconstruction.build_training_process(model_fn, config,
+                                                   privacy.build_aggregator(spec))
+  initial = initialization.seeded_initial_state(training, model_fn, 0)
+  run = FederatedRun(
+      process=training,
+      initial_state_fn=lambda: initial,
+      sampler=sampling.ClientSampler(task.train.client_ids, CLIENTS_PER_ROUND, "uniform", 0),
+      client_data_fn=lambda ids, round_num: task.train.datasets(ids),
+      evaluate_fn=lambda state, round_num: reconstruction.evaluate(
+          evaluation, training.get_model_weights(state), task.eval_seen),
+      dp=common.dp_accounting(_privacy_settings(dp_delta=1e-5 if spec.is_dp else None),
+                              spec, len(task.train)))
+  folder = managers.open_experiment(str(tmp_path), "run", {"kind": kind})
+  try:
+    experiment = folder.create_managers()
+    final = loop.run_training(run, loop.LoopConfig(total_rounds=1, rounds_per_eval=0),
+                              experiment)
+  finally:
+    folder.close()
+  rows = _metrics_rows(experiment.metrics_csv)
+  assert [row["round_num"] for row in rows] == ["1"]
+  metrics = rows[0]
+  assert float(metrics["clients"]) == CLIENTS_PER_ROUND
+  assert float(metrics["train/examples"]) == sum(
+      task.train.part_sizes(c)[1] for c in run.sampler(1))
+  assert np.isfinite(float(metrics["eval/rmse"])) and float(metrics["eval/rmse"]) > 0
+  before = training.get_model_weights(initial).trainable
+  after = training.get_model_weights(final).trainable
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
   if spec.is_dp:
     q = CLIENTS_PER_ROUND / task.num_train_clients
-    assert final["epsilon"] == pytest.approx(privacy.epsilon(0.5, q, 1, 1e-5))
-    assert rounds[0][1]["epsilon"] == final["epsilon"]
+    assert float(metrics["privacy/epsilon"]) == pytest.approx(privacy.epsilon(0.5, q, 1, 1e-5))
+    assert float(metrics["privacy/delta"]) == 1e-5
   else:
-    assert "epsilon" not in final
-  assert (tmp_path / "metrics.csv").read_text().startswith("round,")
+    assert "privacy/epsilon" not in metrics
 
 
 def _keras_model():
@@ -207,10 +333,9 @@ def test_aggregator_plugs_into_fed_avg(kind):
         _keras_model(), loss=tf.keras.losses.MeanSquaredError(),
         input_spec=data[0].element_spec)
 
-  build = (tff.learning.algorithms.build_weighted_fed_avg if spec.weighted
-           else tff.learning.algorithms.build_unweighted_fed_avg)
-  fed_avg = build(model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
-                  model_aggregator=privacy.build_aggregator(spec))
+  fed_avg = algorithms.build_fed_avg(
+      model_fn, spec.client_weighting, OptimizerSpec("sgd", 0.1, role="client"),
+      OptimizerSpec("sgd", 1.0, role="server"), privacy.build_aggregator(spec))
   state = fed_avg.initialize()
   before = fed_avg.get_model_weights(state).trainable
   after = fed_avg.get_model_weights(fed_avg.next(state, data).state).trainable

@@ -7,8 +7,10 @@ import tensorflow as tf
 from tasks import movielens_rating
 from tff_movierec import movie_stats
 from tff_movierec.data import movielens, partitions, preprocessing, splits, synthetic
+from tff_movierec.errors import ConfigError
 from tff_movierec.models import rating_ffnn
 from tff_movierec.training import algorithms
+from tff_movierec.training.optimizers import OptimizerSpec
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +93,14 @@ def test_fedavg_with_global_user_embedding_sends_the_table(data, split):
 
 
 def test_algorithm_rejects_mismatched_model(data, split):
-  with pytest.raises(ValueError, match="--algorithm=fed_recon needs"):
+  with pytest.raises(ConfigError, match=r"^algorithm='fed_recon' needs a model with "
+                     r"client-local layers") as error:
     algorithms.AlgorithmConfig("fed_recon").check_task(_task(data, split, "none"))
-  with pytest.raises(ValueError, match="--algorithm=fedavg would send"):
+  assert error.value.fields == ("algorithm", "user_embedding")
+  with pytest.raises(ConfigError, match=r"^algorithm='fedavg' would send the local layers") \
+      as error:
     algorithms.AlgorithmConfig("fedavg").check_task(_task(data, split, "local"))
+  assert error.value.fields == ("algorithm", "user_embedding")
 
 
 def test_model_output_shape(data, split):
@@ -122,3 +128,50 @@ def test_evaluation_reconstructs_with_training_batches(data, split):
   stored = np.concatenate([x["movie"].numpy() for x, _ in dataset])[:train_count]
   shuffled = np.concatenate([x["movie"].numpy() for x in recon_batches])
   assert sorted(stored) == sorted(shuffled) and list(stored) != list(shuffled)
+
+
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(user_embedding="shared"),
+     r"^user_embedding='shared': expected one of \('local', 'global', 'none'\)\.$",
+     ("user_embedding",)),
+    (dict(embedding_dim=0), r"^embedding_dim=0: must be >= 1\.$", ("embedding_dim",)),
+    (dict(hidden_units=()), r"^hidden_units=\(\): need at least one size, all >= 1\.$",
+     ("hidden_units",)),
+    (dict(hidden_units=(8, 0)), r"^hidden_units=\(8, 0\): need at least one size",
+     ("hidden_units",)),
+    (dict(dropout=1.0), r"^dropout=1\.0: must be in \[0, 1\)\.$", ("dropout",)),
+    (dict(dropout_masks="tf"),
+     r"^dropout_masks='tf': expected one of \('hashed', 'keras'\)\.$", ("dropout_masks",)),
+])
+def test_model_config_errors_name_the_field(kwargs, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    rating_ffnn.RatingModelConfig(**kwargs)
+  assert error.value.fields == fields
+
+
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(name="lbfgs", role="server"),
+     r"^server_optimizer='lbfgs': expected one of \('sgd', 'adam', 'adagrad', 'yogi'\)\.$",
+     ("server_optimizer",)),
+    (dict(learning_rate=0.0, role="client"), r"^client_learning_rate=0\.0: must be > 0\.$",
+     ("client_learning_rate",)),
+    (dict(momentum=1.0, role="client"), r"^client_momentum=1\.0: must be in \[0, 1\)\.$",
+     ("client_momentum",)),
+    (dict(name="adam", momentum=0.9, role="local"),
+     r"^local_momentum=0\.9 applies only to local_optimizer='sgd', not "
+     r"local_optimizer='adam'\.$", ("local_momentum", "local_optimizer")),
+    (dict(name="adam", beta_1=1.5, role="server"),
+     r"^server_beta_1=1\.5: must be in \[0, 1\)\.$", ("server_beta_1",)),
+    (dict(name="yogi", beta_2=-0.1, role="server"),
+     r"^server_beta_2=-0\.1: must be in \[0, 1\)\.$", ("server_beta_2",)),
+    (dict(learning_rate=-1.0), r"^learning_rate=-1\.0: must be > 0\.$", ("learning_rate",)),
+    (dict(name="adagrad", momentum=0.5),
+     r"^momentum=0\.5 applies only to optimizer='sgd', not optimizer='adagrad'\.$",
+     ("momentum", "optimizer")),
+])
+def test_optimizer_spec_errors_name_the_role_field(kwargs, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    OptimizerSpec(**kwargs)
+  assert error.value.fields == fields
+  assert OptimizerSpec("adam", 0.1, role="server").role == "server"
+  assert OptimizerSpec().role == ""

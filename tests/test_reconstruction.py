@@ -8,7 +8,10 @@ import tensorflow_federated as tff
 
 from tff_movierec import reconstruction
 from tff_movierec.data import movielens, splits, synthetic
-from tff_movierec.reconstruction import client_datasets, model
+from tff_movierec.errors import ConfigError
+from tff_movierec.reconstruction import client_datasets, model, regularization
+from tff_movierec.training import initialization, sampling
+from tff_movierec.training.optimizers import OptimizerSpec
 from tasks import movielens_recon
 
 DIM = 4
@@ -29,9 +32,11 @@ def task(data):
 
 @pytest.fixture(scope="module")
 def recon_config():
-  return reconstruction.ReconConfig(reconstruction_steps=5, server_learning_rate=0.05,
-                                    client_learning_rate=0.5,
-                                    reconstruction_learning_rate=0.5)
+  return reconstruction.ReconConfig(
+      reconstruction_steps=5,
+      server_optimizer=OptimizerSpec("adam", 0.05, role="server"),
+      client_optimizer=OptimizerSpec("sgd", 0.5, role="client"),
+      reconstruction_optimizer=OptimizerSpec("sgd", 0.5, role="local"))
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +158,32 @@ def test_task_holds_out_unseen_users_and_keeps_the_canonical_holdout(data, task)
 
 # ---- training and evaluation -------------------------------------------------
 
-def test_training_fits_the_training_ratings(data, task, training, evaluation):
+def test_training_fits_the_training_ratings(data, task, model_fn, training, evaluation):
   train, _ = splits.per_user_holdout(data.ratings, 0.1, seed=0)
   train = train[train["user"].isin([int(c) for c in task.train.client_ids])]
   fit = client_datasets.evaluation_datasets(train, train)
-  state = training.initialize()
+  state = initialization.seeded_initial_state(training, model_fn, 0)
   before = reconstruction.evaluate(evaluation, training.get_model_weights(state), fit)
-  rng = np.random.default_rng(0)
-  for _ in range(15):
-    ids = rng.choice(task.train.client_ids, 10, replace=False)
-    state = training.next(state, task.train.datasets(ids)).state
+  unseen_before = reconstruction.evaluate(evaluation, training.get_model_weights(state),
+                                          task.eval_unseen)
+  sampler = sampling.ClientSampler(task.train.client_ids, 10, "uniform", seed=0)
+  for round_num in range(1, 16):
+    ids = sampler(round_num)
+    output = training.next(state, task.train.datasets(ids))
+    state = output.state
+    train_metrics = output.metrics["client_work"]["train"]
+    assert {"loss", "rmse", "mae", "examples"} <= set(train_metrics)
+    assert all(np.isfinite(train_metrics[name]) for name in ("loss", "rmse", "mae"))
+    # `examples` counts the post-reconstruction ratings the round trained on.
+    assert train_metrics["examples"] == sum(task.train.part_sizes(c)[1] for c in ids)
   after = reconstruction.evaluate(evaluation, training.get_model_weights(state), fit)
   assert after["rmse"] < before["rmse"] - 0.05
   assert after["num_clients"] == len(task.train)
+  # Users never trained on are served by the trained movie side too.
+  unseen = reconstruction.evaluate(evaluation, training.get_model_weights(state),
+                                   task.eval_unseen)
+  assert unseen["num_clients"] == len(task.eval_unseen)
+  assert unseen["rmse"] < unseen_before["rmse"]
 
 
 def test_evaluation_pools_ratings_across_chunks(task, training, evaluation):
@@ -179,9 +197,10 @@ def test_evaluation_pools_ratings_across_chunks(task, training, evaluation):
 @pytest.mark.parametrize("l2", [0.0, 0.2])
 def test_evaluation_matches_a_direct_reconstruction(task, model_fn, training, l2):
   """Re-derives one user's held-out RMSE by running reconstruction in plain TF."""
-  config = reconstruction.ReconConfig(reconstruction_steps=5,
-                                      reconstruction_learning_rate=0.5,
-                                      reconstruction_l2=l2)
+  config = reconstruction.ReconConfig(
+      reconstruction_steps=5,
+      reconstruction_optimizer=OptimizerSpec("sgd", 0.5, role="local"),
+      reconstruction_l2=l2)
   evaluation = reconstruction.build_evaluation_process(model_fn, config)
   weights = training.get_model_weights(training.initialize())
   client = task.eval_seen.client_ids[0]
@@ -198,8 +217,8 @@ def test_evaluation_matches_a_direct_reconstruction(task, model_fn, training, l2
       loss = tf.reduce_mean(tf.square(predict(train_movies, user, bias) - train_ratings))
       loss += l2 * (tf.reduce_sum(tf.square(user)) + tf.square(bias))
     grad_user, grad_bias = tape.gradient(loss, [user, bias])
-    user -= config.reconstruction_learning_rate * grad_user
-    bias -= config.reconstruction_learning_rate * grad_bias
+    user -= config.reconstruction_optimizer.learning_rate * grad_user
+    bias -= config.reconstruction_optimizer.learning_rate * grad_bias
   errors = predict(test_movies, user, bias) - test_ratings
   assert via_tff["rmse"] == pytest.approx(float(tf.sqrt(tf.reduce_mean(errors**2))), rel=1e-4)
 
@@ -217,7 +236,8 @@ def test_l2_regularized_optimizer_adds_the_penalty_gradient():
 
 
 def test_server_weight_decay_shrinks_the_movie_side():
-  config = reconstruction.ReconConfig(server_learning_rate=0.1, server_weight_decay=0.5)
+  config = reconstruction.ReconConfig(
+      server_optimizer=OptimizerSpec("adam", 0.1, role="server"), server_weight_decay=0.5)
   optimizer = config.server()
   weights = (tf.constant([2.0, -4.0]),)
   state = optimizer.initialize((tf.TensorSpec([2], tf.float32),))
@@ -225,49 +245,119 @@ def test_server_weight_decay_shrinks_the_movie_side():
   np.testing.assert_allclose(updated[0], [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
 
 
-def test_experiment_reports_every_round_and_unseen_users(task, tmp_path):
-  config = reconstruction.ExperimentConfig(
-      rounds=2, clients_per_round=5, eval_every=1, eval_clients=5, embedding_dim=DIM,
-      recon=reconstruction.ReconConfig(reconstruction_steps=2))
-  seen = []
-  final = reconstruction.run_recon_experiment(
-      task.train, task.eval_seen, task.num_movies, config, eval_unseen=task.eval_unseen,
-      output_dir=str(tmp_path), on_round=lambda r, m: seen.append((r, dict(m))))
-  assert [r for r, _ in seen] == [1, 2]
-  assert {"train/loss", "train/rmse", "eval/rmse", "clients"} <= set(seen[0][1])
-  assert {"eval/rmse", "unseen/rmse", "unseen/mae"} <= set(final)
-  assert final["eval/rmse"] == seen[-1][1]["eval/rmse"]
-  lines = (tmp_path / "metrics.csv").read_text().splitlines()
-  assert len(lines) == 3
+def test_recon_config_builds_its_optimizer_specs():
+  config = reconstruction.ReconConfig(
+      server_optimizer=OptimizerSpec("yogi", 0.03, role="server"),
+      client_optimizer=OptimizerSpec("sgd", 0.7, role="client"),
+      reconstruction_optimizer=OptimizerSpec("sgd", 0.2, role="local"))
+  specs = (tf.TensorSpec([2], tf.float32),)
+  for optimizer, rate in ((config.server(), 0.03), (config.client(), 0.7),
+                          (config.reconstruction(), 0.2)):
+    state = optimizer.initialize(specs)
+    assert optimizer.get_hparams(state)["learning_rate"] == pytest.approx(rate)
+  assert isinstance(config.server(), type(OptimizerSpec("yogi", 0.03).build()))
+  assert not isinstance(config.reconstruction(), regularization.L2Regularized)
+  regularized = reconstruction.ReconConfig(reconstruction_l2=0.1).reconstruction()
+  assert isinstance(regularized, regularization.L2Regularized)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(rounds=0), "--rounds=0"),
-    (dict(sampling="random"), "--client_sampling='random'"),
-    (dict(clients_per_round=0), "--clients_per_round=0"),
+@pytest.mark.parametrize("build, message, fields", [
+    (lambda: reconstruction.ReconConfig(
+        server_optimizer=OptimizerSpec("lbfgs", role="server")),
+     r"^server_optimizer='lbfgs': expected one of", ("server_optimizer",)),
+    (lambda: reconstruction.ReconConfig(
+        reconstruction_optimizer=OptimizerSpec("sgd", 0.0, role="local")),
+     r"^local_learning_rate=0\.0: must be > 0\.$", ("local_learning_rate",)),
+    (lambda: reconstruction.ReconConfig(reconstruction_steps=0),
+     r"^reconstruction_steps=0: must be >= 1\.$", ("reconstruction_steps",)),
+    (lambda: reconstruction.ReconConfig(post_reconstruction_steps=0),
+     r"^post_reconstruction_steps=0: must be >= 1\.$", ("post_reconstruction_steps",)),
+    (lambda: reconstruction.ReconConfig(reconstruction_l2=-0.1),
+     r"^reconstruction_l2=-0\.1: must be >= 0\.$", ("reconstruction_l2",)),
+    (lambda: reconstruction.ReconConfig(server_weight_decay=-1),
+     r"^server_weight_decay=-1: must be >= 0\.$", ("server_weight_decay",)),
+    (lambda: reconstruction.ReconConfig(
+        server_optimizer=OptimizerSpec("sgd", 1.0, role="server"), server_weight_decay=0.1),
+     r"^server_weight_decay=0\.1 needs server_optimizer='adam' \(AdamW\), not 'sgd'\.$",
+     ("server_weight_decay", "server_optimizer")),
 ])
-def test_experiment_config_validation(kwargs, message):
-  with pytest.raises(ValueError, match=message):
-    reconstruction.ExperimentConfig(**kwargs)
+def test_recon_config_errors_name_the_field(build, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    build()
+  assert error.value.fields == fields
 
 
-def test_recon_config_names_bad_optimizer_flag():
-  with pytest.raises(ValueError, match="--server_optimizer='lbfgs'"):
-    reconstruction.ReconConfig(server_optimizer="lbfgs")
-  with pytest.raises(ValueError, match="--reconstruction_steps=0"):
-    reconstruction.ReconConfig(reconstruction_steps=0)
-  with pytest.raises(ValueError, match="--reconstruction_l2=-0.1"):
-    reconstruction.ReconConfig(reconstruction_l2=-0.1)
-  with pytest.raises(ValueError, match="--server_weight_decay=-1"):
-    reconstruction.ReconConfig(server_weight_decay=-1)
-  with pytest.raises(ValueError, match="--server_optimizer=adam"):
-    reconstruction.ReconConfig(server_optimizer="sgd", server_weight_decay=0.1)
-
+@pytest.mark.parametrize("build, message, fields", [
+    (lambda data: model.MFConfig(num_movies=0), r"^num_movies=0: must be >= 1\.$",
+     ("num_movies",)),
+    (lambda data: model.MFConfig(num_movies=5, embedding_dim=0),
+     r"^embedding_dim=0: must be >= 1\.$", ("embedding_dim",)),
+    (lambda data: model.MFConfig(num_movies=5, init_stddev=0.0),
+     r"^init_stddev=0\.0: must be > 0\.$", ("init_stddev",)),
+    (lambda data: model.MatrixFactorization(model.MFConfig(num_movies=5, use_genres=True)),
+     r"^use_genres=True but the genre table was not given: give it exactly when "
+     r"use_genres is True\.$", ("use_genres",)),
+    (lambda data: model.MatrixFactorization(
+        model.MFConfig(num_movies=5, use_genres=True), np.zeros((4, 18))),
+     r"^num_movies=5 but the genre table has 4 rows: it needs one row per movie\.$",
+     ("num_movies",)),
+    (lambda data: regularization.L2Regularized(
+        tff.learning.optimizers.build_sgdm(0.5), l2=-0.1),
+     r"^l2=-0\.1: must be >= 0\.$", ("l2",)),
+    (lambda data: client_datasets.training_datasets(data.ratings, 1.0),
+     r"^reconstruction_fraction=1\.0: must be in \(0, 1\)\.$",
+     ("reconstruction_fraction",)),
+    (lambda data: client_datasets.split_fn(-1, 1),
+     r"^first_steps=-1: must be >= 0 \(steps on the reconstruction part\)\.$",
+     ("first_steps",)),
+    (lambda data: client_datasets.split_fn(1, 0),
+     r"^second_steps=0: must be >= 1 \(steps on the post-reconstruction part\)\.$",
+     ("second_steps",)),
+    (lambda data: movielens_recon.recon_task_from_data(data, cold_start_fraction=1.0),
+     r"^cold_start_fraction=1\.0: must be in \[0, 1\)\.$", ("cold_start_fraction",)),
+    (lambda data: movielens_recon.recon_task_from_data(data, cold_start_fraction=-0.1),
+     r"^cold_start_fraction=-0\.1: must be in \[0, 1\)\.$", ("cold_start_fraction",)),
+    (lambda data: movielens_recon.recon_task_from_data(data, test_fraction=0.0),
+     r"^test_fraction=0\.0: must be in \(0, 1\)\.$", ("test_fraction",)),
+])
+def test_model_and_data_errors_name_the_field(data, build, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    build(data)
+  assert error.value.fields == fields
+  assert isinstance(error.value, ValueError)
 
 def test_poisson_sampler_draws_about_k_clients():
-  from tff_movierec.reconstruction.training import ClientSampler
-  sampler = ClientSampler([str(i) for i in range(1000)], 100, "poisson", seed=0)
-  sizes = [len(sampler.sample()) for _ in range(50)]
+  population = [str(i) for i in range(1000)]
+  sampler = sampling.ClientSampler(population, 100, "poisson", seed=0)
+  sizes = [len(sampler(round_num)) for round_num in range(1, 51)]
   assert 80 < np.mean(sizes) < 120 and len(set(sizes)) > 1
-  uniform = ClientSampler([str(i) for i in range(1000)], 100, "uniform", seed=0)
-  assert len(set(uniform.sample())) == 100
+  assert sampler.sampling_probability == pytest.approx(0.1)
+  uniform = sampling.ClientSampler(population, 100, "uniform", seed=0)
+  assert len(set(uniform(1))) == 100
+
+
+def test_sampler_is_a_function_of_seed_and_round():
+  population = [str(i) for i in range(50)]
+  for scheme in sampling.SCHEMES:
+    sampler = sampling.ClientSampler(population, 10, scheme, seed=3)
+    again = sampling.ClientSampler(population, 10, scheme, seed=3)
+    assert sampler(4) == again(4) == sampler(4)
+    assert sampler(4) != sampler(5)
+    assert sampler(4) != sampling.ClientSampler(population, 10, scheme, seed=4)(4)
+    chosen = sampler(4)
+    assert set(chosen) <= set(population)
+    assert chosen == sorted(chosen, key=population.index)  # population order
+
+
+@pytest.mark.parametrize("kwargs, message, fields", [
+    (dict(clients_per_round=0), r"^clients_per_round=0: must be in \[1, 20\]",
+     ("clients_per_round",)),
+    (dict(clients_per_round=21), r"^clients_per_round=21: must be in \[1, 20\]",
+     ("clients_per_round",)),
+    (dict(clients_per_round=5, scheme="random"), r"^client_sampling='random': must be one of",
+     ("client_sampling",)),
+])
+def test_sampler_errors_name_the_field(kwargs, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    sampling.ClientSampler([str(i) for i in range(20)], **kwargs)
+  assert error.value.fields == fields

@@ -12,15 +12,19 @@ import tensorflow as tf
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.partitions import PartitionSpec
 from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.errors import ConfigError
 from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import (evaluation, examples, experiment, export, federated,
                                     training, towers)
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
+from tff_movierec.training import algorithms, initialization
+from tff_movierec.training.optimizers import OptimizerSpec
+from tff_movierec.training.round_datasets import RoundDatasets
 
 TOWERS = TowerConfig(embedding_dim=8, history_length=6)
 TASK = RetrievalTaskConfig(logq_correction=True)
-TRAIN = training.TrainConfig(rounds=2, batch_size=32, learning_rate=0.02,
-                             server_learning_rate=0.02)
+TRAIN = training.TrainConfig(rounds=2, batch_size=32, learning_rate=0.02)
+PARTITION = PartitionSpec("dirichlet", 3)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +48,41 @@ def centralized(data, protocol):
   return model, rounds
 
 
+def _train_fed_avg(kind, data, protocol, rounds, client_optimizer, server_optimizer,
+                   client_weighting="num_examples", seed=0):
+  """FedAvg of a two-tower model on every client, as the retrieval task runs it:
+  `federated_setup` + `algorithms.build_fed_avg`, seeded initial weights,
+  per-round seeded client shuffles; evaluated on the server after the last round.
+
+  Returns (setup, initial tfrs model, trained tfrs model, [(round, metrics)]).
+  """
+  setup = training.federated_setup(kind, data, protocol, TOWERS, TASK, PARTITION,
+                                   training.ClientSpec(batch_size=TRAIN.batch_size), seed)
+  process = algorithms.build_fed_avg(setup.model_fn, client_weighting, client_optimizer,
+                                     server_optimizer)
+  client_data_fn = RoundDatasets(setup.client_data, setup.preprocess, seed)
+  state = initialization.seeded_initial_state(process, setup.model_fn, seed)
+  initial, trained = setup.model_fn(), setup.model_fn()
+  process.get_model_weights(state).assign_weights_to(initial)
+  history = []
+  for round_num in range(1, rounds + 1):
+    output = process.next(state, client_data_fn(setup.client_ids, round_num))
+    state = output.state
+    metrics = {"train_" + k: float(v) for k, v in output.metrics["client_work"]["train"].items()}
+    if round_num == rounds:
+      process.get_model_weights(state).assign_weights_to(trained)
+      metrics.update(training.evaluate_model(kind, trained.tfrs_model, data, protocol, "valid"))
+    history.append((round_num, metrics))
+  return setup, initial.tfrs_model, trained.tfrs_model, history
+
+
 @pytest.fixture(scope="module")
 def federated_run(data, protocol):
-  rounds = []
-  model = training.train_federated(
-      "retrieval", data, protocol, TOWERS, TASK, TRAIN, PartitionSpec("dirichlet", 3),
-      on_round=lambda r, m: rounds.append((r, m)))
-  return model, rounds
+  # The settings of the removed `train_federated` with TRAIN: Adam on the
+  # clients and on the server, both at 0.02.
+  return _train_fed_avg("retrieval", data, protocol, TRAIN.rounds,
+                        OptimizerSpec("adam", 0.02, role="client"),
+                        OptimizerSpec("adam", 0.02, role="server"))
 
 
 def _stats(data, protocol):
@@ -143,11 +175,28 @@ def test_only_the_user_id_variant_ships_per_user_rows(data, protocol, use_user_i
   assert bool(per_user) == use_user_id
 
 
+def test_federated_setup_holds_the_clients_and_a_tff_model(federated_run, data, protocol):
+  setup, _, _, _ = federated_run
+  assert setup.client_ids == ["0", "1", "2"]
+  total = sum(len(setup.client_data.create_tf_dataset_for_client(c)) for c in setup.client_ids)
+  assert total == len(protocol.train_ratings)
+  model = setup.model_fn()
+  assert isinstance(model, federated.TfrsVariableModel)
+  batch = next(iter(setup.preprocess(
+      setup.client_data.create_tf_dataset_for_client(setup.client_ids[0]))))
+  assert int(tf.shape(batch["y"])[0]) == TRAIN.batch_size
+  assert np.isfinite(model.forward_pass(batch).loss.numpy())
+  metrics = training.evaluate_model("retrieval", model.tfrs_model, data, protocol, "valid")
+  assert 0.0 <= metrics["valid_ndcg@10"] <= 1.0
+
+
 def test_federated_training_updates_the_global_towers(federated_run, data, protocol):
-  model, rounds = federated_run
-  assert len(rounds) == 2 and all(np.isfinite(m["train_loss"]) for _, m in rounds)
+  _, untrained, model, rounds = federated_run
+  assert [r for r, _ in rounds] == [1, 2]
+  assert all(np.isfinite(m["train_loss"]) for _, m in rounds)
+  # Every client trained in every round, on all of its examples.
+  assert all(m["train_num_examples"] == len(protocol.train_ratings) for _, m in rounds)
   assert 0.0 <= rounds[-1][1]["valid_ndcg@10"] <= 1.0
-  untrained = training.build_model("retrieval", data, _stats(data, protocol), TOWERS, TASK)
   batch = _whole_train_batch(protocol, data)
   assert model.compute_loss(batch).numpy() < untrained.compute_loss(batch).numpy()
   assert not np.allclose(evaluation.candidate_matrix(model, data.num_movies),
@@ -156,12 +205,12 @@ def test_federated_training_updates_the_global_towers(federated_run, data, proto
 
 
 def test_federated_ranking_model_trains(data, protocol):
-  rounds = []
-  training.train_federated(
-      "ranking", data, protocol, TOWERS, TASK,
-      training.TrainConfig(rounds=1, batch_size=32, learning_rate=0.05),
-      PartitionSpec("dirichlet", 3), on_round=lambda r, m: rounds.append(m))
-  assert np.isfinite(rounds[0]["valid_rmse"])
+  _, untrained, model, rounds = _train_fed_avg(
+      "ranking", data, protocol, 1, OptimizerSpec("adam", 0.05, role="client"),
+      OptimizerSpec("adam", 0.01, role="server"), client_weighting="uniform")
+  assert np.isfinite(rounds[0][1]["train_loss"]) and np.isfinite(rounds[0][1]["valid_rmse"])
+  assert any(not np.allclose(a, b) for a, b in
+             zip(model.trainable_variables, untrained.trainable_variables))
 
 
 _LOAD_EXPORT = """
@@ -204,8 +253,8 @@ def test_export_loads_in_a_fresh_process_and_matches(centralized, data, tmp_path
 
 
 def test_federated_movie_stats_equal_the_pooled_ones(data, protocol):
-  setup = training.federated_setup("retrieval", data, protocol, TOWERS, TASK,
-                                   PartitionSpec("dirichlet", 3), training.ClientSpec())
+  setup = training.federated_setup("retrieval", data, protocol, TOWERS, TASK, PARTITION,
+                                   training.ClientSpec())
   pooled = _stats(data, protocol)
   np.testing.assert_allclose(setup.movie_stats.counts, pooled.counts)
   np.testing.assert_allclose(setup.movie_stats.sums, pooled.sums, rtol=1e-6)
@@ -229,20 +278,6 @@ def test_corpus_negatives_make_the_softmax_cover_every_movie(data, protocol):
   np.testing.assert_allclose(model.compute_loss(batch).numpy(), np.mean(expected), rtol=1e-4)
 
 
-def test_task_builds_a_federated_model_and_evaluates_on_the_server():
-  from tasks import movielens_retrieval  # pylint: disable=g-import-not-at-top
-  task = movielens_retrieval.create_retrieval_task(
-      None, PartitionSpec("dirichlet", 3), training.ClientSpec(batch_size=32),
-      tower_config=TOWERS, use_synthetic_data=True)
-  assert task.name == "movielens_retrieval" and len(task.client_ids) == 3
-  model = task.model_fn()
-  batch = next(iter(task.train_preprocess(
-      task.train_data.create_tf_dataset_for_client(task.client_ids[0]))))
-  assert np.isfinite(model.forward_pass(batch).loss.numpy())
-  metrics = task.evaluate(model.tfrs_model, "valid")
-  assert 0.0 <= metrics["valid_ndcg@10"] <= 1.0
-
-
 def test_holdout_gets_a_validation_split_carved_from_train(data):
   holdout = protocols.build("holdout", data.ratings, data.num_users, data.num_movies)
   carved = experiment.with_validation(holdout)
@@ -254,9 +289,32 @@ def test_holdout_gets_a_validation_split_carved_from_train(data):
 def test_run_experiment_reports_test_metrics_and_exports(tmp_path):
   rounds = []
   result = experiment.run_experiment(
-      None, mode="centralized", protocol="holdout", embedding_dim=8, rounds=1,
+      None, protocol="holdout", embedding_dim=8, rounds=1,
       batch_size=32, use_synthetic_data=True, export_dir=str(tmp_path),
       on_round=lambda r, m: rounds.append(r))
   assert rounds == [1]
   assert 0.0 <= result["test_ndcg@10"] <= 1.0 and result["test_num_users"] > 0
   assert (tmp_path / "vocabulary.json").exists()
+
+
+@pytest.mark.parametrize("build, message, fields", [
+    (lambda: TowerConfig(embedding_dim=0), r"^embedding_dim=0: must be >= 1\.$",
+     ("embedding_dim",)),
+    (lambda: TowerConfig(use_user_id=False, use_demographics=False, use_history=False),
+     r"^use_user_id=False, use_demographics=False, use_history=False: the query tower "
+     r"needs at least one of them set\.$",
+     ("use_user_id", "use_demographics", "use_history")),
+    (lambda: TowerConfig(history_length=0), r"^history_length=0: must be >= 1\.$",
+     ("history_length",)),
+    (lambda: TowerConfig(demographic_dim=0), r"^demographic_dim=0: must be >= 1\.$",
+     ("demographic_dim",)),
+    (lambda: TowerConfig(hidden_units=(16, 0)),
+     r"^hidden_units=\(16, 0\): sizes must be >= 1\.$", ("hidden_units",)),
+    (lambda: RetrievalTaskConfig(temperature=0.0), r"^temperature=0\.0: must be > 0\.$",
+     ("temperature",)),
+])
+def test_config_errors_name_the_field(build, message, fields):
+  with pytest.raises(ConfigError, match=message) as error:
+    build()
+  assert error.value.fields == fields
+  assert isinstance(error.value, ValueError)

@@ -1,24 +1,41 @@
-"""Smoke, resume and flag-validation tests of run_experiment.main on synthetic data."""
+"""run_experiment.main on synthetic data: every federated task through the one
+loop (outputs, resume, extension, determinism), honest flags, and the faults
+the engine owns."""
 
 import csv
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 from absl import flags
 from absl.testing import flagsaver
 import pandas as pd
+import psutil
 import pytest
-import tensorflow_federated as tff
 
 import run_experiment
-from tff_movierec import tff_runtime
+from tasks import registry
+from tff_movierec.errors import ConfigError
+from tff_movierec.training import loop, managers
 
 FLAGS = flags.FLAGS
-# Small but complete: 3 non-IID clients, the default algorithm (stateful_local),
-# 2 rounds, 1-epoch baselines.
-_SMOKE_FLAGS = dict(
-    use_synthetic_data=True, num_clients=3, total_rounds=2, clients_per_round=3,
-    rounds_per_eval=1, baseline_epochs=1, embedding_dim=4, hidden_units=["8"],
-    client_batch_size=32)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small settings of each federated task (2 rounds unless a test says otherwise).
+SMOKE = {
+    "movielens_rating": dict(num_clients=3, clients_per_round=3, embedding_dim=4,
+                             hidden_units=["8"], client_batch_size=32, baseline_epochs=1,
+                             rounds_per_eval=1),
+    "movielens_recon": dict(clients_per_round=10, embedding_dim=4, rounds_per_eval=1),
+    "movielens_retrieval": dict(num_clients=3, clients_per_round=3, embedding_dim=8,
+                                client_batch_size=16, rounds_per_eval=1),
+    "movielens_next_movie": dict(num_clients=3, clients_per_round=3, embedding_dim=4,
+                                 hidden_units=["8"], client_batch_size=16, rounds_per_eval=1),
+}
+FEDERATED = list(SMOKE)
+TIMING = {"round_seconds", "examples_per_second"}
 
 
 @pytest.fixture(autouse=True)
@@ -28,117 +45,234 @@ def parsed_flags():
   yield
 
 
-def _run(tmp_path, **overrides):
-  values = dict(_SMOKE_FLAGS, root_output_dir=str(tmp_path), **overrides)
+def _main(tmp_path, task, **overrides):
+  values = dict(SMOKE.get(task, {}), task=task, use_synthetic_data=True,
+                root_output_dir=str(tmp_path), **overrides)
+  if task in FEDERATED:
+    values.setdefault("total_rounds", 2)
   with flagsaver.flagsaver(**values):
     run_experiment.main(["run_experiment"])
-  return os.path.join(str(tmp_path), values.get("experiment_name") or "movielens_rating")
+  return os.path.join(str(tmp_path), values.get("experiment_name") or task)
 
 
-def _read_rounds(path):
-  with open(os.path.join(path, "metrics.csv")) as f:
-    return [int(row["round_num"]) for row in csv.DictReader(f)]
+def _error(tmp_path, task, capsys, **overrides):
+  """Runs main expecting a clean error; returns (exit code, stderr)."""
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as e:
+    _main(tmp_path, task, **overrides)
+  return e.value.code, capsys.readouterr().err
 
 
-def test_main_two_rounds_writes_all_outputs(tmp_path, capfd):
-  output = _run(tmp_path)
-  assert _read_rounds(output) == [1, 2]
-  per_client = pd.read_csv(os.path.join(output, "per_client.csv"))
-  assert list(per_client.columns) == [
-      "setting", "client", "mae", "mape", "r2", "mse", "rmse", "num_examples"]
-  assert set(per_client["setting"]) == {"federated", "local_only", "centralized"}
-  for _, table in per_client.groupby("setting"):
-    clients = table[table["client"] != "all"]
-    pooled = table[table["client"] == "all"].iloc[0]
-    assert len(clients) == 3
-    assert clients["num_examples"].sum() == pooled["num_examples"]
-  assert (per_client["mae"] > 0).all() and (per_client["rmse"] >= per_client["mae"]).all()
-  hparams = pd.read_csv(os.path.join(output, "hparams.csv"))
-  assert hparams.loc[0, "algorithm"] == "stateful_local"
+def _rows(output_dir):
+  with open(os.path.join(output_dir, "metrics.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+def _rounds(output_dir):
+  return [int(row["round_num"]) for row in _rows(output_dir)]
+
+
+@pytest.mark.parametrize("task", FEDERATED)
+def test_task_trains_resumes_after_a_crash_and_extends(tmp_path, task, monkeypatch, capsys):
+  output = _main(tmp_path, task)
+  assert _rounds(output) == [1, 2]
+  hparams = managers.read_hparams(os.path.join(output, "hparams.csv"))
+  assert set(hparams) == set(registry.TASKS[task].all_reads)  # only what the task reads
   assert os.listdir(os.path.join(output, "tensorboard"))
-  assert "per_client.csv" in capfd.readouterr().out
+  assert "program_state_2" in os.listdir(os.path.join(output, "checkpoints"))
+  assert all(row["train/loss"] for row in _rows(output))
+  assert _rows(output)[-1]["eval/" + {"movielens_rating": "mae", "movielens_recon": "rmse",
+                                      "movielens_retrieval": "ndcg@10",
+                                      "movielens_next_movie": "hr@10"}[task]]
+
+  # Extend to 4 rounds, crashing inside round 4 (after round 3's checkpoint).
+  real_round_metrics = loop.round_metrics
+  calls = []
+
+  def crash_in_second_round(metrics):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real_round_metrics(metrics)
+
+  monkeypatch.setattr(loop, "round_metrics", crash_in_second_round)
+  with pytest.raises(KeyboardInterrupt):
+    _main(tmp_path, task, total_rounds=4)
+  monkeypatch.setattr(loop, "round_metrics", real_round_metrics)
+  assert _rounds(output) == [1, 2, 3]
+  capsys.readouterr()
+  _main(tmp_path, task, total_rounds=4)  # the same flags again: resumes
+  assert "Resuming after the checkpoint of round 3." in capsys.readouterr().out
+  assert _rounds(output) == [1, 2, 3, 4]
+  assert managers.read_hparams(os.path.join(output, "hparams.csv"))["total_rounds"] == "4"
 
 
-def test_killed_run_resumes_at_next_round(tmp_path):
-  output = _run(tmp_path, experiment_name="resume", total_rounds=1, baseline_epochs=0)
-  assert _read_rounds(output) == [1]
-  # Same experiment asked for 3 rounds: rounds 2 and 3 run, round 1 is not redone.
-  output = _run(tmp_path, experiment_name="resume", total_rounds=3, baseline_epochs=0)
-  assert _read_rounds(output) == [1, 2, 3]
-  checkpoints = os.listdir(os.path.join(output, "checkpoints"))
-  assert "program_state_3" in checkpoints
+@pytest.mark.parametrize("task", ["movielens_rating", "movielens_retrieval"])
+def test_same_command_same_metrics(tmp_path, task):
+  first = _rows(_main(tmp_path, task, experiment_name="a"))
+  second = _rows(_main(tmp_path, task, experiment_name="b"))
+  strip = lambda rows: [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+  assert strip(first) == strip(second)
+  other_seed = _rows(_main(tmp_path, task, experiment_name="c", seed=1))
+  assert strip(other_seed) != strip(first)
 
 
-def test_fed_recon_runs_and_resumes(tmp_path):
-  output = _run(tmp_path, experiment_name="recon", algorithm="fed_recon",
-                total_rounds=1, baseline_epochs=0)
-  assert _read_rounds(output) == [1]
-  output = _run(tmp_path, experiment_name="recon", algorithm="fed_recon",
-                total_rounds=2, baseline_epochs=0)
-  assert _read_rounds(output) == [1, 2]
-  per_client = pd.read_csv(os.path.join(output, "per_client.csv"))
-  assert set(per_client["setting"]) == {"federated"} and len(per_client) == 4
+def test_retrieval_with_dp_clips_noises_and_reports_epsilon(tmp_path):
+  common = dict(client_weighting="uniform", server_optimizer="sgd", server_learning_rate=1.0,
+                total_rounds=3)
+  # Updates clipped to a norm of 1e-9 leave the model where it started.
+  output = _main(tmp_path, "movielens_retrieval", aggregator="dp_fixed",
+                 noise_multiplier=1.0, clip_norm=1e-9, experiment_name="dp", **common)
+  rows = _rows(output)
+  epsilons = [float(row["privacy/epsilon"]) for row in rows]
+  assert 0 < epsilons[0] < epsilons[1] < epsilons[2]
+  assert float(rows[0]["privacy/delta"]) == pytest.approx(1 / 3 ** 1.1)
+  assert len({row["eval/ndcg@10"] for row in rows}) == 1
+  plain = _rows(_main(tmp_path, "movielens_retrieval", experiment_name="plain", **common))
+  assert len({row["eval/ndcg@10"] for row in plain}) > 1
+  assert "privacy/epsilon" not in plain[0]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(algorithm="fedavg"), "--user_embedding=local with --algorithm=fedavg"),
-    (dict(user_embedding="global"), "--user_embedding=global with --algorithm=stateful_local"),
-    (dict(algorithm="stateful_local", partition="natural"),
-     "--algorithm=stateful_local with --partition=natural"),
-    (dict(aggregator="dp_fixed", noise_multiplier=1.0, clip_norm=0.1),
-     "--client_weighting=uniform"),
-    (dict(noise_multiplier=1.0), "--noise_multiplier given but --aggregator=none"),
-    (dict(client_epochs=0), "--client_epochs=0"),
-    (dict(hidden_units=["a"]), "--hidden_units=a"),
-    (dict(server_optimizer="adam", server_beta_1=1.5), "--server_beta_1=1.5"),
+@pytest.mark.parametrize("task,flag", [
+    ("movielens_recon", "dropout=0.3"), ("movielens_retrieval", "baseline_epochs=1"),
+    ("eda", "client_learning_rate=0.1"), ("eda", "seed=3"),
+    ("centralized", "total_rounds=3"), ("movielens_rating", "cold_start_fraction=0.1"),
+    ("movielens_next_movie", "algorithm=fedavg")])
+def test_a_flag_the_task_does_not_read_is_refused_before_anything_loads(
+    tmp_path, capsys, task, flag):
+  name, value = flag.split("=")
+  parsed = FLAGS[name].parser.parse(value)
+  code, err = _error(tmp_path, task, capsys, **{name: parsed})
+  assert code == 2
+  assert f"--{name} is not read by --task={task}" in err
+  assert not os.path.exists(os.path.join(tmp_path, task))
+
+
+def test_every_flag_a_task_reads_exists_and_every_task_reads_its_defaults():
+  names = set(run_experiment._FLAG_NAMES)
+  for task in registry.TASKS.values():
+    assert set(task.all_reads) <= names, task.name
+    assert set(task.defaults) <= set(task.all_reads)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(test_fraction=1.5), "error: --test_fraction=1.5: must be in (0, 1)."),
+    (dict(clients_per_round=5), "error: --clients_per_round=5 exceeds --num_clients=3"),
+    (dict(client_learning_rate=-1.0), "error: --client_learning_rate=-1.0: must be > 0."),
+    (dict(aggregator="dp_fixed", noise_multiplier=1.0, clip_norm=1.0),
+     "--client_weighting='num_examples'"),
+    (dict(partition="natural"), "--num_clients does not apply to --partition='natural'"),
+    (dict(dp_delta=1e-5), "--dp_delta=1e-05 applies only to the DP aggregators (dp_fixed, dp_adaptive), not "
+     "--aggregator='none'."),
 ])
-def test_contradictory_flags_fail_before_training(tmp_path, capfd, overrides, message):
-  with pytest.raises(SystemExit) as exit_info:
-    _run(tmp_path, **overrides)
-  assert exit_info.value.code == 2
-  assert message in capfd.readouterr().err
-  assert not os.path.exists(os.path.join(str(tmp_path), "movielens_rating"))
+def test_bad_values_fail_before_data_loads_naming_the_flags(tmp_path, capsys, overrides,
+                                                           message):
+  code, err = _error(tmp_path, "movielens_rating", capsys, **overrides)
+  assert code == 2 and message in err, err
+  assert not os.path.exists(os.path.join(tmp_path, "movielens_rating"))
 
 
-def test_recon_task_trains_with_dp_and_reports_epsilon(tmp_path, capfd):
-  with flagsaver.flagsaver(task="movielens_recon", use_synthetic_data=True, total_rounds=2,
-                           clients_per_round=20, rounds_per_eval=1, embedding_dim=4,
-                           aggregator="dp_adaptive", noise_multiplier=1.0,
-                           root_output_dir=str(tmp_path)):
-    run_experiment.main(["run_experiment"])
-  output = os.path.join(str(tmp_path), "movielens_recon")
-  metrics = pd.read_csv(os.path.join(output, "metrics.csv"))
-  assert list(metrics["round"]) == [1, 2]
-  assert 0 < metrics["epsilon"][0] < metrics["epsilon"][1]
-  assert metrics["eval/rmse"].notna().all()
-  hparams = pd.read_csv(os.path.join(output, "hparams.csv"))
-  # Recon defaults where not given; flags of other tasks left out.
-  assert hparams.loc[0, "client_weighting"] == "uniform"
-  assert hparams.loc[0, "server_learning_rate"] == 0.02
-  assert "dropout" not in hparams.columns and "reconstruction_l2" in hparams.columns
-  out = capfd.readouterr().out
-  assert f"ε = {metrics['epsilon'][1]:.2f}" in out and "RMSE" in out
+def test_synthetic_data_with_a_data_dir_is_contradictory(tmp_path, capsys):
+  code, err = _error(tmp_path, "movielens_rating", capsys, data_dir="/somewhere")
+  assert code == 2 and "--data_dir with --use_synthetic_data" in err
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(task="movielens_recon", dropout=0.1, client_epochs=2),
-     "--dropout, --client_epochs do not apply to --task=movielens_recon."),
-    (dict(reconstruction_l2=0.1), "--reconstruction_l2 does not apply to --task=movielens_rating."),
-    (dict(task="movielens_recon", server_optimizer="sgd"), "needs --server_optimizer=adam"),
-])
-def test_flags_of_another_task_fail_before_training(tmp_path, capfd, overrides, message):
-  with pytest.raises(SystemExit) as exit_info:
-    with flagsaver.flagsaver(root_output_dir=str(tmp_path), **overrides):
-      run_experiment.main(["run_experiment"])
-  assert exit_info.value.code == 2
-  assert message in capfd.readouterr().err
-  assert not os.listdir(str(tmp_path))
+def test_unwritable_root_output_dir_fails_before_data_loads(tmp_path, capsys):
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  code, err = _error(blocker / "sub", "movielens_rating", capsys)
+  assert code == 2 and f"--root_output_dir='{blocker}/sub'" in err, err
 
 
-def test_secure_aggregation_runs_from_flags(tmp_path):
+def test_a_second_run_in_the_same_folder_is_refused_and_loses_nothing(tmp_path, capsys):
+  output = _main(tmp_path, "movielens_rating", total_rounds=1)
+  before = open(os.path.join(output, "metrics.csv")).read()
+  holder = managers.open_experiment(  # another run of the same experiment
+      str(tmp_path), "movielens_rating",
+      managers.read_hparams(os.path.join(output, "hparams.csv")))
   try:
-    output = _run(tmp_path, experiment_name="secure", aggregator="secure", total_rounds=1,
-                  baseline_epochs=0)
+    code, err = _error(tmp_path, "movielens_rating", capsys)
   finally:
-    tff_runtime.switch_context(tff.backends.native.set_sync_local_cpp_execution_context)
-  assert _read_rounds(output) == [1]
+    holder.close()
+  assert code == 2 and "is in use by another run" in err
+  assert open(os.path.join(output, "metrics.csv")).read() == before
+
+
+def test_resuming_with_changed_flags_is_refused_naming_them(tmp_path, capsys):
+  output = _main(tmp_path, "movielens_rating", total_rounds=1)
+  before = open(os.path.join(output, "hparams.csv")).read()
+  code, err = _error(tmp_path, "movielens_rating", capsys, client_learning_rate=0.1,
+                     num_clients=2, clients_per_round=2)
+  assert code == 2
+  for change in ("--client_learning_rate: 0.05 -> 0.1", "--num_clients: 3 -> 2",
+                 "--clients_per_round: 3 -> 2"):
+    assert change in err
+  assert open(os.path.join(output, "hparams.csv")).read() == before
+
+
+def test_divergence_stops_the_run_naming_round_and_learning_rate(tmp_path, capsys):
+  code, err = _error(tmp_path, "movielens_rating", capsys, client_learning_rate=1e9,
+                     total_rounds=3)
+  assert code == 1
+  diverged = re.search(r"Training diverged in round (\d+): ", err)
+  assert diverged and "--client_learning_rate=1000000000.0" in err, err
+  output = os.path.join(tmp_path, "movielens_rating")
+  saved = [int(name.split("_")[-1]) for name in os.listdir(os.path.join(output, "checkpoints"))]
+  assert all(version < int(diverged.group(1)) for version in saved)
+  assert _rounds(output) == list(range(1, int(diverged.group(1))))
+
+
+def test_flag_message_maps_fields_to_flags():
+  error = ConfigError("batch_size=0: must be >= 1; kind='dp_fixed' needs uniform_weighting",
+                      ("batch_size", "kind", "uniform_weighting"))
+  assert run_experiment.flag_message(error) == (
+      "--client_batch_size=0: must be >= 1; --aggregator='dp_fixed' needs --client_weighting")
+
+
+def _experiment_process(tmp_path, *args):
+  command = [sys.executable, os.path.join(ROOT, "run_experiment.py"), "--use_synthetic_data",
+             f"--root_output_dir={tmp_path}", *args]
+  return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def test_clean_errors_and_successful_runs_print_no_traceback(tmp_path):
+  for args, code in ((["--test_fraction=1.5"], 2), (["--task=eda"], 0)):
+    process = _experiment_process(tmp_path, *args)
+    try:
+      _, err = process.communicate(timeout=300)
+    finally:
+      process.kill()
+    assert process.returncode == code, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_sigkill_leaves_no_worker_and_the_run_resumes_each_round_once(tmp_path):
+  args = ["--num_clients=3", "--clients_per_round=3", "--embedding_dim=4",
+          "--hidden_units=8", "--client_batch_size=32", "--baseline_epochs=0",
+          "--rounds_per_eval=0", "--total_rounds=12"]
+  output = os.path.join(tmp_path, "movielens_rating")
+  process = _experiment_process(tmp_path, *args)
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and not (
+        os.path.exists(os.path.join(output, "metrics.csv")) and len(_rounds(output)) >= 2):
+      assert process.poll() is None, process.communicate()[1]
+      time.sleep(0.2)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert workers, "the run has a TFF worker"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "the worker outlived its killed parent"
+  finally:
+    process.kill()
+  killed_at = _rounds(output)
+  assert killed_at and killed_at[-1] < 12
+  process = _experiment_process(tmp_path, *args)
+  try:
+    _, err = process.communicate(timeout=300)
+  finally:
+    process.kill()
+  assert process.returncode == 0, err
+  assert _rounds(output) == list(range(1, 13))

@@ -7,6 +7,7 @@ import pytest
 from tff_movierec.data import splits
 from tff_movierec.data.movielens import DataError, load_movielens
 from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,10 @@ def test_holdout_is_deterministic_for_a_seed(data):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_holdout_rejects_bad_fraction(data, fraction):
-  with pytest.raises(ValueError, match="test_fraction must be in"):
+  with pytest.raises(ConfigError) as error:
     splits.per_user_holdout(data.ratings, fraction)
+  assert str(error.value) == f"test_fraction={fraction!r}: must be in (0, 1)."
+  assert error.value.fields == ("test_fraction",)
 
 
 def test_temporal_split_is_ordered_and_80_10_10(data):
@@ -97,8 +100,10 @@ def test_temporal_split_needs_timestamps(tmp_path):
 
 
 def test_temporal_split_rejects_bad_fractions(data):
-  with pytest.raises(ValueError, match="fractions must be 3"):
+  with pytest.raises(ConfigError, match=r"^fractions=\(0\.8, 0\.3, 0\.1\): must be 3 "
+                     "non-negative numbers") as error:
     splits.temporal_split(data, (0.8, 0.3, 0.1))
+  assert error.value.fields == ("fractions",)
 
 
 @pytest.mark.parametrize("split, column, distinct", [
@@ -119,5 +124,7 @@ def test_cold_start_holds_out_whole_ids(data, split, column, distinct):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_cold_start_rejects_bad_fraction(data, fraction):
-  with pytest.raises(ValueError, match="fraction must be in"):
+  with pytest.raises(ConfigError) as error:
     splits.cold_start_users(data.ratings, fraction)
+  assert str(error.value) == f"fraction={fraction!r}: must be in (0, 1)."
+  assert error.value.fields == ("fraction",)

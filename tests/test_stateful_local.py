@@ -8,6 +8,7 @@ import tensorflow_federated as tff
 
 from tasks import movielens_rating
 from tff_movierec.data import movielens, partitions, preprocessing, splits, synthetic
+from tff_movierec.errors import ConfigError
 from tff_movierec.models import rating_ffnn
 from tff_movierec.training import algorithms, evaluation, stateful_local
 from tff_movierec.training.optimizers import OptimizerSpec
@@ -23,7 +24,7 @@ def task(tmp_path_factory):
   return movielens_rating.create_rating_task_from_data(
       data, train, test, partitions.iid(data.num_users, 3, seed=0),
       preprocessing.ClientSpec(1, 16, shuffle=False),
-      rating_ffnn.RatingModelConfig("local", _DIM, (8,), 0.0), seed=0)
+      rating_ffnn.RatingModelConfig("local", _DIM, (8,), 0.0))
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,9 @@ def process(task, config):
   return algorithms.build_training_process(task, config)
 
 
-def _datasets(task, clients):
-  return [task.train_preprocess(task.train_data.create_tf_dataset_for_client(c))
+def _client_data(task, clients):
+  """(client id, preprocessed dataset) pairs, what `next` takes."""
+  return [(c, task.train_preprocess(task.train_data.create_tf_dataset_for_client(c)))
           for c in clients]
 
 
@@ -64,7 +66,7 @@ def test_server_state_holds_no_user_embedding(task, process):
 def test_round_changes_only_the_sampled_clients_own_rows(task, process):
   state = process.initialize()
   before = {c: _table(state["local"][c]).copy() for c in state["local"]}
-  output = process.next(state, _datasets(task, ["0", "1"]), ["0", "1"])
+  output = process.next(state, _client_data(task, ["0", "1"]))
   after = {c: _table(output.state["local"][c]) for c in before}
   np.testing.assert_array_equal(after["2"], before["2"])  # Not sampled: untouched.
   for client in ("0", "1"):
@@ -83,7 +85,7 @@ def test_training_lowers_loss_and_evaluation_uses_local_weights(task, config, pr
   clients = list(task.train_data.client_ids)
   losses = []
   for _ in range(4):
-    output = process.next(state, _datasets(task, clients), clients)
+    output = process.next(state, _client_data(task, clients))
     state = output.state
     losses.append(output.metrics["client_work"]["train"]["loss"])
   assert losses[-1] < losses[0]
@@ -103,7 +105,7 @@ def test_training_lowers_loss_and_evaluation_uses_local_weights(task, config, pr
 
 def test_checkpoint_restores_local_weights(task, process, tmp_path):
   initial = process.initialize()
-  state = process.next(initial, _datasets(task, ["1"]), ["1"]).state
+  state = process.next(initial, _client_data(task, ["1"])).state
   assert np.abs(_table(state["local"]["1"]) - _table(initial["local"]["1"])).sum() > 0
   manager = tff.program.FileProgramStateManager(str(tmp_path))
   asyncio.run(manager.save(state, 1))
@@ -115,7 +117,25 @@ def test_checkpoint_restores_local_weights(task, process, tmp_path):
 
 
 def test_unweighted_aggregator_needs_uniform_weighting(task):
-  with pytest.raises(ValueError, match="--client_weighting=uniform"):
+  with pytest.raises(ConfigError, match=r"^uniform_weighting=False: an unweighted "
+                     r"aggregator \(DP\) needs uniform client weighting; use "
+                     r"client_weighting='uniform'\.$") as error:
     algorithms.build_training_process(
         task, algorithms.AlgorithmConfig("stateful_local"),
         tff.aggregators.UnweightedMeanFactory())
+  assert error.value.fields == ("uniform_weighting", "client_weighting")
+
+
+def test_initialize_draws_the_weights_from_the_seed(task, process):
+  def weights(state):
+    local = [w for c in sorted(state["local"]) for w in state["local"][c].trainable]
+    return [np.asarray(w) for w in process.get_model_weights(state).trainable] + [
+        np.asarray(w) for w in local]
+
+  first, again, other = process.initialize(0), process.initialize(0), process.initialize(1)
+  assert sorted(first["local"]) == sorted(task.train_data.client_ids)
+  for a, b in zip(weights(first), weights(again)):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(weights(first), weights(other)))
+  # The local tables differ with the seed too (not just the global weights).
+  assert not np.array_equal(_table(first["local"]["0"]), _table(other["local"]["0"]))

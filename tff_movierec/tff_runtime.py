@@ -1,61 +1,291 @@
-"""Lifecycle of TFF's local C++ runtime.
+"""This project's TFF runtime: one local C++ `worker_binary` and the context using it.
 
-TFF 0.87's default execution context starts a `worker_binary` subprocess that
-inherits this process's stdout/stderr and is only stopped from a `__del__`,
-which does not run reliably at interpreter exit. An orphaned worker keeps the
-output pipe of a test runner or CI job open forever. `stop_workers_at_exit`
-registers an atexit hook that stops every such child of this process.
+Importing TFF 0.87 installs a default context whose hidden `ServiceManager`
+starts a `worker_binary` child process on first use. This module starts
+and stops that worker itself, for two reasons:
+
+1. Orphans. TFF starts the worker with a plain `subprocess.Popen`. If the
+   Python process is killed (`kill -9`, OOM killer, CI timeout), nothing stops
+   the worker. It keeps running, holding a port, CPU and the output pipe of
+   the test runner or CI job. Here the worker is started with Linux's
+   `prctl(PR_SET_PDEATHSIG, SIGKILL)`, so the kernel kills it when its parent
+   dies, however the parent dies.
+2. Noisy exits. TFF stops its worker only from `ServiceManager.__del__`, which
+   runs during interpreter shutdown, if at all. Our earlier atexit hook killed
+   the worker first. Then `__del__` called `os.kill` on a pid that was already
+   reaped, and every clean exit printed "Exception ignored in: <function
+   ...ServiceManager.__del__ ...>" to stderr. Now no `ServiceManager` ever
+   starts a process. `stop` (registered with atexit) stops the worker this
+   module started, with a timeout. Even an unused `ServiceManager` prints an
+   error if its `__del__` runs during module teardown (`subprocess` is None
+   by then). To avoid that, an atexit hook registered on import drops TFF's
+   default context early.
+
+`install()` starts the worker and sets TFF's default context to a
+`tff.framework.SyncExecutionContext`. Its executors are
+`tff.framework.RemoteExecutor`s talking gRPC to the worker on 127.0.0.1, and
+it compiles with `tff.backends.native.desugar_and_transform_to_native`, as
+TFF's own sync local C++ context does. `install(secure_intrinsics=True)`
+first replaces secure-sum intrinsics by insecure bodies, as `tff.backends.test`
+does. Secure aggregation is then simulated in the clear, which is fine for
+research but not secure.
+
+The worker writes its log (stderr) to a temporary file, so the console stays
+quiet. Error messages name the file. `stop` deletes the file unless the worker
+had already died on its own.
+
+Caveats:
+- Linux only (prctl).
+- PR_SET_PDEATHSIG fires when the *thread* that started the worker exits.
+  Call `install` from the main thread, or from a thread that lives as long
+  as the runtime is needed.
+- TFF's context stack is thread-local. `install` sets the default context of
+  the calling thread only, like TFF's `set_sync_local_cpp_execution_context`.
+- The worker has no flag to choose its listening address. It listens on all
+  interfaces (`[::]:PORT`); only the client side here uses 127.0.0.1.
 """
 
 import atexit
+import ctypes
+import dataclasses
+import logging
 import os
 import signal
-from typing import Callable
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Optional
 
-import psutil
+import grpc
+import portpicker
+import tensorflow_federated as tff
 
-_WORKER_NAME = "worker_binary"
-_registered = False
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 5.0
+# TFF values (model weights, client datasets) can exceed gRPC's 4 MB default.
+_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # The first connection attempt usually races the worker's start-up; retry
+    # quickly instead of gRPC's default 1 s back-off.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
-
-def stop_workers() -> None:
-  """Sends SIGINT to, then kills, this process's TFF worker_binary children."""
-  children = [
-      child for child in psutil.Process(os.getpid()).children(recursive=True)
-      if _WORKER_NAME in " ".join(_safe_cmdline(child))
-  ]
-  for child in children:
-    try:
-      child.send_signal(signal.SIGINT)
-    except psutil.NoSuchProcess:
-      pass
-  _, alive = psutil.wait_procs(children, timeout=5)
-  for child in alive:
-    child.kill()
-
-
-def _safe_cmdline(process):
-  try:
-    return process.cmdline()
-  except (psutil.NoSuchProcess, psutil.AccessDenied):
-    return []
+_log = logging.getLogger(__name__)
 
 
-def switch_context(set_context: Callable[[], None]) -> None:
-  """Stops this process's workers, then calls `set_context` (e.g.
-  `tff.backends.native.set_sync_local_cpp_execution_context`).
+@dataclasses.dataclass
+class _Worker:
+  process: subprocess.Popen
+  port: int
+  log_path: str
+  channel: grpc.Channel
+  stub: tff.framework.RemoteExecutorGrpcStub
+  owner_pid: int  # the process that started the worker (differs after fork)
+  context: Optional[tff.framework.SyncExecutionContext] = None
 
-  Replacing a context runs the old one's `__del__`, which waits without a
-  timeout for its worker to exit after SIGINT; a worker that does not exit
-  hangs the process (seen in CI). `stop_workers` kills it after 5 s instead.
+  def describe(self) -> str:
+    code = self.process.poll()
+    state = "running" if code is None else f"exit code {code}"
+    return (f"TFF worker_binary (pid {self.process.pid}, port {self.port}, {state}; "
+            f"log: {self.log_path})")
+
+
+_worker: Optional[_Worker] = None
+_lock = threading.RLock()
+_atexit_registered = False
+
+
+def worker_binary_path() -> str:
+  return os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
+
+
+def install(secure_intrinsics: bool = False, *,
+            max_concurrent_computation_calls: int = -1) -> None:
+  """Starts a fresh worker and makes a context that uses it TFF's default.
+
+  Any worker this module started before is stopped first, so at most one
+  runs at a time.
+
+  Args:
+    secure_intrinsics: compile `tff.federated_secure_sum*` intrinsics to plain
+      sums, as `tff.backends.test` does, so that secure aggregators can be
+      simulated. The native runtime cannot execute them otherwise.
+    max_concurrent_computation_calls: passed to the worker; nonpositive means
+      no limit (TFF's default).
+
+  Raises:
+    RuntimeError: the worker binary is missing, exits, or does not accept
+      connections within 60 s. The message names the worker's log file.
   """
-  stop_workers()
-  set_context()
+  global _worker, _atexit_registered
+  with _lock:
+    stop()
+    if not _atexit_registered:
+      atexit.register(stop)
+      _atexit_registered = True
+    worker = _start_worker(max_concurrent_computation_calls)
+    worker.context = _make_context(worker, secure_intrinsics)
+    _worker = worker
+    tff.framework.set_default_context(worker.context)
 
 
-def stop_workers_at_exit() -> None:
-  """Registers `stop_workers` to run at interpreter exit (once)."""
-  global _registered
-  if not _registered:
-    atexit.register(stop_workers)
-    _registered = True
+def stop() -> None:
+  """Stops the worker `install` started: SIGINT, then SIGKILL after 5 s.
+
+  Idempotent, and never raises if the worker is already gone. If this thread's
+  TFF context still uses the worker, it is replaced by one that raises a
+  RuntimeError asking for `install()`, so a call fails at once instead of
+  retrying against a dead worker. In a forked child the worker belongs to
+  the parent: this only forgets it there.
+  """
+  global _worker
+  with _lock:
+    worker, _worker = _worker, None
+  if worker is None or worker.owner_pid != os.getpid():
+    return
+  try:
+    if tff.framework.get_context_stack().current is worker.context:
+      tff.framework.set_default_context(_StoppedContext())
+  except Exception:  # pylint: disable=broad-except  # e.g. at interpreter exit
+    pass
+  worker.channel.close()
+  died_on_its_own = worker.process.poll() is not None
+  _terminate(worker.process)
+  if died_on_its_own and worker.process.returncode != 0:
+    _log.warning("%s had stopped before stop() was called.", worker.describe())
+  else:
+    _remove_quietly(worker.log_path)
+
+
+class _StoppedContext(tff.framework.SyncContext):
+  """Default context after `stop`: every invocation raises."""
+
+  def invoke(self, comp, arg):
+    raise RuntimeError("The TFF runtime was stopped; call "
+                       "tff_movierec.tff_runtime.install() before running a computation.")
+
+
+def _drop_tff_import_time_context() -> None:
+  """At exit, replaces whatever default context is left (e.g. the one importing
+  TFF installs, when `install` was never called) while modules are still
+  intact. Otherwise its `ServiceManager.__del__` runs during module teardown,
+  finds `subprocess` set to None and prints "Exception ignored in: ...".
+  """
+  try:
+    tff.framework.set_default_context(_StoppedContext())
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
+# Registered at import, so it runs after `stop` (atexit runs last-in, first-out).
+atexit.register(_drop_tff_import_time_context)
+
+
+def _start_worker(max_concurrent_computation_calls: int) -> _Worker:
+  """Starts `worker_binary` and waits until it accepts gRPC connections."""
+  if not sys.platform.startswith("linux"):
+    raise RuntimeError("tff_runtime needs Linux (prctl(PR_SET_PDEATHSIG)).")
+  binary = worker_binary_path()
+  if not os.path.isfile(binary):
+    raise RuntimeError(f"No TFF worker binary at {binary}.")
+  port = portpicker.pick_unused_port()
+  fd, log_path = tempfile.mkstemp(prefix=f"tff_worker_{port}_", suffix=".log")
+  with os.fdopen(fd, "wb") as log:
+    process = subprocess.Popen(
+        [binary, f"--port={port}",
+         f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+        # Own process group: Ctrl-C in a terminal interrupts Python (which can
+        # go on using the worker, or stop it at exit) without killing the worker.
+        process_group=0, preexec_fn=_die_with_parent(os.getpid()))
+  channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=_CHANNEL_OPTIONS)
+  stub = tff.framework.RemoteExecutorGrpcStub(channel)
+  worker = _Worker(process=process, port=port, log_path=log_path, channel=channel,
+                   stub=stub, owner_pid=os.getpid())
+  deadline = time.monotonic() + _READY_TIMEOUT_S
+  while not stub.is_ready:
+    exited = process.poll() is not None
+    if exited or time.monotonic() > deadline:
+      problem = "exited" if exited else f"did not accept connections within {_READY_TIMEOUT_S:g} s"
+      channel.close()
+      _terminate(process)
+      raise RuntimeError(f"{worker.describe()} {problem}.")
+    time.sleep(0.02)
+  return worker
+
+
+def _die_with_parent(parent_pid: int):
+  """Returns a Popen `preexec_fn` making the child get SIGKILL when its parent dies."""
+  prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
+
+  def preexec_fn():
+    if prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL),
+             ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+      raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+      os._exit(1)  # pylint: disable=protected-access
+    # A parent started with SIGINT ignored (e.g. `cmd &` in a script) would
+    # pass that on, and `stop` would always wait the full timeout.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+  return preexec_fn
+
+
+def _make_context(worker: _Worker,
+                  secure_intrinsics: bool) -> tff.framework.SyncExecutionContext:
+  def stack_fn(cardinalities):
+    # Called again after a retryable gRPC error. A dead worker would make TFF
+    # retry forever, so fail here instead.
+    if worker.process.poll() is not None:
+      raise RuntimeError(f"{worker.describe()} died; see its log. "
+                         "tff_movierec.tff_runtime.install() starts a new one.")
+    if worker is not _worker:
+      raise RuntimeError(f"{worker.describe()} was stopped or replaced; "
+                         "use the context installed by tff_movierec.tff_runtime.install().")
+    if cardinalities.get(tff.CLIENTS) is None:
+      cardinalities[tff.CLIENTS] = 0
+    executor = tff.framework.RemoteExecutor(worker.stub)
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  compile_fn = tff.backends.native.desugar_and_transform_to_native
+  if secure_intrinsics:
+    def compile_fn(comp):  # pylint: disable=function-redefined
+      comp = tff.backends.test.replace_secure_intrinsics_with_bodies(comp)
+      return tff.backends.native.desugar_and_transform_to_native(comp)
+
+  return tff.framework.SyncExecutionContext(
+      executor_fn=tff.framework.ResourceManagingExecutorFactory(stack_fn),
+      compiler_fn=compile_fn,
+      transform_args=tff.tensorflow.transform_args,
+      transform_result=tff.tensorflow.transform_result)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+  """SIGINT, wait up to 5 s, then SIGKILL; tolerates an already-exited process."""
+  if process.poll() is None:
+    try:
+      process.send_signal(signal.SIGINT)
+      process.wait(timeout=_STOP_TIMEOUT_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+      pass
+  if process.poll() is None:
+    try:
+      process.kill()
+      process.wait(timeout=_STOP_TIMEOUT_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+      pass
+
+
+def _remove_quietly(path: str) -> None:
+  try:
+    os.remove(path)
+  except OSError:
+    pass

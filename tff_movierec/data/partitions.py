@@ -21,6 +21,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from tff_movierec.errors import ConfigError, require
+
 SCHEMES = ("natural", "iid", "dirichlet", "demographic")
 DEMOGRAPHIC_ATTRIBUTES = ("age", "occupation", "gender")
 
@@ -36,24 +38,21 @@ class PartitionSpec:
   seed: int = 0
 
   def __post_init__(self):
-    if self.scheme not in SCHEMES:
-      raise ValueError(f"--partition={self.scheme!r}: expected one of {SCHEMES}.")
-    if self.scheme != "natural" and self.num_clients < 1:
-      raise ValueError(f"--num_clients={self.num_clients}: must be >= 1.")
-    if self.scheme == "dirichlet" and self.concentration <= 0:
-      raise ValueError(
-          f"--dirichlet_concentration={self.concentration}: must be > 0.")
-    if self.scheme == "demographic" and self.attribute not in DEMOGRAPHIC_ATTRIBUTES:
-      raise ValueError(
-          f"--partition_attribute={self.attribute!r}: expected one of "
-          f"{DEMOGRAPHIC_ATTRIBUTES}.")
+    require(self.scheme in SCHEMES, "scheme", self.scheme, f"expected one of {SCHEMES}.")
+    if self.scheme != "natural":
+      require(self.num_clients >= 1, "num_clients", self.num_clients, "must be >= 1.")
+    if self.scheme == "dirichlet":
+      require(self.concentration > 0, "concentration", self.concentration, "must be > 0.")
+    if self.scheme == "demographic":
+      require(self.attribute in DEMOGRAPHIC_ATTRIBUTES, "attribute", self.attribute,
+              f"expected one of {DEMOGRAPHIC_ATTRIBUTES}.")
 
 
 def _check_num_clients(num_clients, num_users, scheme):
   if num_clients > num_users:
-    raise ValueError(
-        f"--num_clients={num_clients} exceeds the {num_users} users available "
-        f"to the {scheme!r} partition.")
+    raise ConfigError(
+        f"num_clients={num_clients!r} exceeds the {num_users} users available "
+        f"to the scheme={scheme!r} partition.", ("num_clients", "scheme"))
 
 
 def iid(num_users: int, num_clients: int, seed: int) -> np.ndarray:
@@ -92,14 +91,18 @@ def dirichlet(labels: np.ndarray, num_clients: int, concentration: float, seed: 
   return result
 
 
-def demographic(values: np.ndarray, weights: np.ndarray, num_clients: int) -> np.ndarray:
-  """Whole attribute groups to clients, largest first, to the lightest client."""
+def demographic(values: np.ndarray, weights: np.ndarray, num_clients: int,
+                attribute: str = "") -> np.ndarray:
+  """Whole attribute groups to clients, largest first, to the lightest client.
+
+  `attribute` (the name of the attribute in `values`) is only used in errors.
+  """
   groups, group_of_user = np.unique(values, return_inverse=True)
   if num_clients > len(groups):
-    raise ValueError(
-        f"--num_clients={num_clients} exceeds the {len(groups)} groups of the "
-        "demographic attribute; lower --num_clients or choose another "
-        "--partition_attribute.")
+    raise ConfigError(
+        f"num_clients={num_clients!r} exceeds the {len(groups)} groups of "
+        f"attribute={attribute!r}; lower num_clients or choose another attribute.",
+        ("num_clients", "attribute"))
   group_weight = np.bincount(group_of_user, weights=weights, minlength=len(groups))
   load = np.zeros(num_clients)
   client_of_group = np.empty(len(groups), np.int32)
@@ -129,7 +132,8 @@ def partition_users(spec: PartitionSpec, ratings: pd.DataFrame, users: pd.DataFr
     labels = user_genre_labels(ratings, genres, num_users)
     return dirichlet(labels, spec.num_clients, spec.concentration, spec.seed)
   ratings_per_user = np.bincount(ratings["user"].to_numpy(), minlength=num_users)
-  return demographic(users[spec.attribute].to_numpy(), ratings_per_user, spec.num_clients)
+  return demographic(users[spec.attribute].to_numpy(), ratings_per_user, spec.num_clients,
+                     spec.attribute)
 
 
 def client_sizes(user_to_client: np.ndarray, ratings: pd.DataFrame) -> pd.DataFrame:

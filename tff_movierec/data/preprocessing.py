@@ -10,13 +10,18 @@ BENCHMARKS.md, issue 4).
 """
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
+
+from tff_movierec.errors import require
 
 # Examples are copied into the column tensors this many at a time; small
 # chunks batch fastest, and concatenating them costs little next to training.
 _COLLECT_CHUNK = 1024
+# A stateless random seed: two integers.
+Seed = Tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +41,10 @@ class ClientSpec:
   max_elements: Optional[int] = None
 
   def __post_init__(self):
-    if self.num_epochs < 1:
-      raise ValueError(f"--client_epochs={self.num_epochs}: must be >= 1.")
-    if self.batch_size < 1:
-      raise ValueError(f"--client_batch_size={self.batch_size}: must be >= 1.")
-    if self.max_elements is not None and self.max_elements < 1:
-      raise ValueError(f"--max_client_examples={self.max_elements}: must be >= 1.")
+    require(self.num_epochs >= 1, "num_epochs", self.num_epochs, "must be >= 1.")
+    require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1.")
+    require(self.max_elements is None or self.max_elements >= 1, "max_elements",
+            self.max_elements, "must be >= 1 (or None for no limit).")
 
 
 def collect_columns(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -60,18 +63,21 @@ def collect_columns(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, num_epochs: int = 1,
                      max_elements: Optional[int] = None,
-                     seed: Optional[int] = None) -> tf.data.Dataset:
+                     seed: Optional[Seed] = None) -> tf.data.Dataset:
   """Dataset of examples -> batches of `batch_size` (the last may be smaller)
   over `num_epochs` passes, each pass in a fresh uniformly random order,
   truncated to `max_elements` examples if given.
 
-  With a fixed `seed` the order is the same each time the returned dataset is
-  created (as `tf.data.Dataset.shuffle` with a seed); with None it differs.
+  `seed`: None draws a new order each time the dataset is iterated (under a
+  global TensorFlow seed, a reproducible sequence of orders); a pair of ints
+  fixes the order (a stateless draw), so a training loop that wants a fresh
+  but reproducible order each round passes a seed derived from (experiment
+  seed, round, client), see `round_seed`.
   """
 
-  def batches_of(columns):
+  def batches_of(columns, pair):
     size = tf.shape(tf.nest.flatten(columns)[0], out_type=tf.int64)[0]
-    keys = tf.random.uniform(tf.stack([num_epochs, size]), seed=seed)
+    keys = tf.random.stateless_uniform(tf.stack([num_epochs, size]), seed=pair)
     order = tf.reshape(tf.argsort(keys, axis=1), [-1])
     if max_elements is not None:
       order = order[:max_elements]
@@ -83,21 +89,29 @@ def shuffled_batches(dataset: tf.data.Dataset, batch_size: int, num_epochs: int 
 
     return tf.data.Dataset.range(0, total, batch_size).map(gather)
 
-  # tf.data passes the parts of a tuple element as separate arguments.
-  return collect_columns(dataset).flat_map(
-      lambda *parts: batches_of(parts[0] if len(parts) == 1 else parts))
+  if seed is None:  # A fresh pair at every iteration.
+    pairs = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2).take(1)
+  else:
+    pairs = tf.data.Dataset.from_tensors(tf.constant(seed, tf.int64))
+  return tf.data.Dataset.zip((collect_columns(dataset), pairs)).flat_map(batches_of)
+
+
+def round_seed(seed: int, round_num: int, client_index: int) -> Seed:
+  """The stateless shuffle seed of one client in one round."""
+  state = np.random.SeedSequence([seed, round_num, client_index]).generate_state(2)
+  return int(state[0]), int(state[1])
 
 
 def build_preprocess_fn(
-    spec: ClientSpec, batch_map_fn: Callable, seed: Optional[int] = None
-) -> Callable[[tf.data.Dataset], tf.data.Dataset]:
-  """Returns dataset -> dataset: shuffle, repeat, take, batch, then map.
+    spec: ClientSpec, batch_map_fn: Callable
+) -> Callable[..., tf.data.Dataset]:
+  """Returns (dataset, seed=None) -> dataset: shuffle, repeat, take, batch, map.
 
   `batch_map_fn` turns a batched element dict into what the model consumes
   (e.g. an (x, y) tuple). `seed`: see `shuffled_batches`.
   """
 
-  def preprocess(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  def preprocess(dataset: tf.data.Dataset, seed: Optional[Seed] = None) -> tf.data.Dataset:
     if spec.shuffle:
       batches = shuffled_batches(dataset, spec.batch_size, spec.num_epochs,
                                  spec.max_elements, seed)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tff_movierec.data.movielens import MovieLens
+from tff_movierec.errors import require
 
 Split = Tuple[pd.DataFrame, pd.DataFrame]
 
@@ -50,8 +51,7 @@ def per_user_holdout(
   Returns:
     (train, test) frames partitioning `ratings`.
   """
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+  require(0.0 < test_fraction < 1.0, "test_fraction", test_fraction, "must be in (0, 1).")
   rank, count = random_rank_within_user(ratings["user"].to_numpy(), seed)
   num_test = np.minimum(np.maximum(np.rint(test_fraction * count), 1), count - 1)
   is_test = rank < num_test
@@ -66,8 +66,9 @@ def temporal_split(
   Ties in time keep file order. Raises DataError if there are no timestamps.
   """
   data.require_timestamps("a temporal split")
-  if len(fractions) != 3 or not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
-    raise ValueError(f"fractions must be 3 non-negative numbers summing to 1: {fractions}")
+  require(len(fractions) == 3 and np.isclose(sum(fractions), 1.0) and min(fractions) >= 0,
+          "fractions", fractions,
+          "must be 3 non-negative numbers (train, validation, test) summing to 1.")
   ratings = data.ratings
   order = np.argsort(ratings["timestamp"].to_numpy(), kind="stable")
   cut_1 = int(round(fractions[0] * len(order)))
@@ -78,8 +79,7 @@ def temporal_split(
 
 
 def _holdout_by(ratings, column, fraction, seed):
-  if not 0.0 < fraction < 1.0:
-    raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+  require(0.0 < fraction < 1.0, "fraction", fraction, "must be in (0, 1).")
   ids = np.unique(ratings[column].to_numpy())
   if len(ids) < 2:
     raise ValueError(f"need at least 2 distinct {column}s to hold some out.")

@@ -23,6 +23,7 @@ from typing import Dict, Tuple
 
 import tensorflow as tf
 
+from tff_movierec.errors import require
 from tff_movierec.models import hashed_dropout
 
 USER_EMBEDDING_MODES = ("local", "global", "none")
@@ -58,19 +59,14 @@ class RatingModelConfig:
   dropout_masks: str = "hashed"
 
   def __post_init__(self):
-    if self.user_embedding not in USER_EMBEDDING_MODES:
-      raise ValueError(
-          f"--user_embedding={self.user_embedding!r}: expected one of "
-          f"{USER_EMBEDDING_MODES}.")
-    if self.embedding_dim < 1:
-      raise ValueError(f"--embedding_dim={self.embedding_dim}: must be >= 1.")
-    if not self.hidden_units or min(self.hidden_units) < 1:
-      raise ValueError(f"--hidden_units={self.hidden_units}: need positive sizes.")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"--dropout={self.dropout}: must be in [0, 1).")
-    if self.dropout_masks not in DROPOUT_MASKS:
-      raise ValueError(
-          f"--dropout_masks={self.dropout_masks!r}: expected one of {DROPOUT_MASKS}.")
+    require(self.user_embedding in USER_EMBEDDING_MODES, "user_embedding",
+            self.user_embedding, f"expected one of {USER_EMBEDDING_MODES}.")
+    require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1.")
+    require(bool(self.hidden_units) and min(self.hidden_units) >= 1, "hidden_units",
+            self.hidden_units, "need at least one size, all >= 1.")
+    require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1).")
+    require(self.dropout_masks in DROPOUT_MASKS, "dropout_masks", self.dropout_masks,
+            f"expected one of {DROPOUT_MASKS}.")
 
 
 class BaselinePlusResidual(tf.keras.layers.Layer):

@@ -12,23 +12,21 @@ standard approximation.
 import dp_accounting
 import numpy as np
 
+from tff_movierec.errors import require
+
 
 def default_delta(num_clients: int) -> float:
   """δ = 1 / N^1.1, below 1/N as user-level DP requires."""
-  if num_clients < 1:
-    raise ValueError(f"num_clients={num_clients}: must be >= 1.")
+  require(num_clients >= 1, "num_clients", num_clients, "must be >= 1.")
   return 1.0 / num_clients ** 1.1
 
 
 def _check(noise_multiplier, sampling_probability, delta):
-  if noise_multiplier <= 0:
-    raise ValueError(f"--noise_multiplier={noise_multiplier}: must be > 0 for accounting.")
-  if not 0 < sampling_probability <= 1:
-    raise ValueError(
-        f"sampling probability {sampling_probability} (clients per round / clients) "
-        "must be in (0, 1].")
-  if not 0 < delta < 1:
-    raise ValueError(f"--dp_delta={delta}: must be in (0, 1).")
+  require(noise_multiplier > 0, "noise_multiplier", noise_multiplier,
+          "must be > 0 for accounting.")
+  require(0 < sampling_probability <= 1, "sampling_probability", sampling_probability,
+          "(clients per round / clients) must be in (0, 1].")
+  require(0 < delta < 1, "delta", delta, "must be in (0, 1).")
 
 
 def _round_event(noise_multiplier: float, sampling_probability: float):
@@ -72,8 +70,7 @@ def epsilon_series(noise_multiplier: float, sampling_probability: float, rounds:
 def noise_for_epsilon(target_epsilon: float, sampling_probability: float, rounds: int,
                       delta: float) -> float:
   """Smallest noise multiplier giving ε <= target after `rounds` rounds."""
-  if target_epsilon <= 0:
-    raise ValueError(f"target epsilon {target_epsilon}: must be > 0.")
+  require(target_epsilon > 0, "target_epsilon", target_epsilon, "must be > 0.")
   _check(1.0, sampling_probability, delta)
   return float(dp_accounting.calibrate_dp_mechanism(
       dp_accounting.rdp.RdpAccountant,

@@ -1,6 +1,6 @@
-"""Model-update aggregators selected by flag, with their combinations checked.
+"""Model-update aggregators selected by config, with their combinations checked.
 
-`AggregatorSpec` is validated when constructed, so contradictory flags fail
+`AggregatorSpec` is validated when constructed, so contradictory settings fail
 before any TFF computation is built. `build_aggregator` returns a
 `tff.aggregators` factory accepted both by FedAvg
 (`tff.learning.algorithms.build_{weighted,unweighted}_fed_avg(
@@ -32,6 +32,7 @@ from typing import Optional
 import tensorflow_federated as tff
 
 from tff_movierec import tff_runtime
+from tff_movierec.errors import ConfigError, require
 
 KINDS = ("none", "dp_fixed", "dp_adaptive", "secure", "compression")
 WEIGHTINGS = ("num_examples", "uniform")
@@ -41,7 +42,7 @@ DEFAULT_TARGET_UNCLIPPED_QUANTILE = 0.5
 
 @dataclasses.dataclass(frozen=True)
 class AggregatorSpec:
-  """Choice of model-update aggregator; flag names are used in errors.
+  """Choice of model-update aggregator; errors name these fields.
 
   Attributes:
     kind: one of KINDS (--aggregator).
@@ -66,64 +67,65 @@ class AggregatorSpec:
 
   def __post_init__(self):
     kind = self.kind
-    if kind not in KINDS:
-      raise ValueError(f"--aggregator={kind!r}: must be one of {', '.join(KINDS)}.")
-    if self.client_weighting not in WEIGHTINGS:
-      raise ValueError(
-          f"--client_weighting={self.client_weighting!r}: must be one of "
-          f"{', '.join(WEIGHTINGS)}.")
-    if self.clients_per_round is not None and self.clients_per_round < 1:
-      raise ValueError(f"--clients_per_round={self.clients_per_round}: must be >= 1.")
+    require(kind in KINDS, "kind", kind, f"must be one of {', '.join(KINDS)}.")
+    require(self.client_weighting in WEIGHTINGS, "client_weighting", self.client_weighting,
+            f"must be one of {', '.join(WEIGHTINGS)}.")
+    require(self.clients_per_round is None or self.clients_per_round >= 1,
+            "clients_per_round", self.clients_per_round, "must be >= 1.")
     if self.is_dp:
       self._check_dp()
     else:
-      for flag, value in (("noise_multiplier", self.noise_multiplier),
-                          ("clip_norm", self.clip_norm),
-                          ("target_unclipped_quantile", self.target_unclipped_quantile)):
+      for field, value in (("noise_multiplier", self.noise_multiplier),
+                           ("clip_norm", self.clip_norm),
+                           ("target_unclipped_quantile", self.target_unclipped_quantile)):
         if value is not None:
-          raise ValueError(
-              f"--{flag} given but --aggregator={kind}: it only applies to "
-              "--aggregator=dp_fixed or dp_adaptive.")
+          raise ConfigError(
+              f"{field}={value!r} given but kind={kind!r}: it only applies to "
+              "kind='dp_fixed' or 'dp_adaptive'.", (field, "kind"))
 
   def _check_dp(self):
     kind = self.kind
     if self.client_weighting != "uniform":
-      raise ValueError(
-          f"--aggregator={kind} is unweighted (uniform client weighting): it "
-          f"cannot be used with --client_weighting={self.client_weighting}; "
-          "use --client_weighting=uniform.")
+      raise ConfigError(
+          f"kind={kind!r} is unweighted (uniform client weighting): it cannot be "
+          f"used with client_weighting={self.client_weighting!r}; use "
+          "client_weighting='uniform'.", ("kind", "client_weighting"))
     if self.clients_per_round is None:
-      raise ValueError(f"--aggregator={kind} requires --clients_per_round.")
+      raise ConfigError(f"kind={kind!r} requires clients_per_round (got None).",
+                        ("kind", "clients_per_round"))
     if kind == "dp_fixed":
       if not (self.noise_multiplier or 0) > 0 or not (self.clip_norm or 0) > 0:
-        raise ValueError(
-            "--aggregator=dp_fixed requires --noise_multiplier > 0 and --clip_norm > 0 "
-            f"(got {self.noise_multiplier}, {self.clip_norm}).")
+        raise ConfigError(
+            "kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 (got "
+            f"noise_multiplier={self.noise_multiplier!r}, clip_norm={self.clip_norm!r}).",
+            ("kind", "noise_multiplier", "clip_norm"))
       if self.target_unclipped_quantile is not None:
-        raise ValueError(
-            "--target_unclipped_quantile given but --aggregator=dp_fixed: it only "
-            "applies to --aggregator=dp_adaptive.")
+        raise ConfigError(
+            f"target_unclipped_quantile={self.target_unclipped_quantile!r} given but "
+            "kind='dp_fixed': it only applies to kind='dp_adaptive'.",
+            ("target_unclipped_quantile", "kind"))
     else:
       if not (self.noise_multiplier or 0) > 0:
-        raise ValueError(
-            f"--aggregator=dp_adaptive requires --noise_multiplier > 0 "
-            f"(got {self.noise_multiplier}).")
+        raise ConfigError(
+            "kind='dp_adaptive' requires noise_multiplier > 0 (got "
+            f"noise_multiplier={self.noise_multiplier!r}).", ("kind", "noise_multiplier"))
       if self.clip_norm is not None and self.clip_norm <= 0:
-        raise ValueError(
-            f"--clip_norm={self.clip_norm}: the initial clip of --aggregator=dp_adaptive "
-            "must be > 0.")
+        raise ConfigError(
+            f"clip_norm={self.clip_norm!r}: the initial clip of kind='dp_adaptive' "
+            "must be > 0.", ("clip_norm", "kind"))
       quantile = self.target_unclipped_quantile
-      if quantile is not None and not 0 < quantile < 1:
-        raise ValueError(f"--target_unclipped_quantile={quantile}: must be in (0, 1).")
+      require(quantile is None or 0 < quantile < 1, "target_unclipped_quantile", quantile,
+              "must be in (0, 1).")
       # TFF spends part of the privacy budget on the clipped-count estimate,
       # whose noise std defaults to 0.05 * clients_per_round; it must exceed
       # noise_multiplier / 2.
       if self.noise_multiplier >= 0.1 * self.clients_per_round:
-        raise ValueError(
-            f"--aggregator=dp_adaptive with --noise_multiplier={self.noise_multiplier} "
-            f"needs --clients_per_round > {10 * self.noise_multiplier:g} (got "
-            f"{self.clients_per_round}): the adaptive clip estimate would use up the "
-            "whole privacy budget. Use more clients per round or --aggregator=dp_fixed.")
+        raise ConfigError(
+            f"kind='dp_adaptive' with noise_multiplier={self.noise_multiplier!r} "
+            f"needs clients_per_round > {10 * self.noise_multiplier:g} (got "
+            f"clients_per_round={self.clients_per_round!r}): the adaptive clip estimate "
+            "would use up the whole privacy budget. Use more clients per round or "
+            "kind='dp_fixed'.", ("kind", "noise_multiplier", "clients_per_round"))
 
   @property
   def is_dp(self) -> bool:
@@ -136,12 +138,14 @@ class AggregatorSpec:
 
 def check_weighting(factory: Optional[tff.aggregators.AggregationFactory],
                     uniform_weighting: bool) -> bool:
-  """Returns whether `factory` is unweighted; raises ValueError if it is
-  unweighted (DP) but clients are weighted by example counts."""
+  """Returns whether `factory` is unweighted; raises ConfigError (a ValueError)
+  if it is unweighted (DP) but clients are weighted by example counts."""
   unweighted = isinstance(factory, tff.aggregators.UnweightedAggregationFactory)
   if unweighted and not uniform_weighting:
-    raise ValueError("An unweighted aggregator (DP) needs uniform client weighting: "
-                     "--client_weighting=uniform.")
+    raise ConfigError(
+        f"uniform_weighting={uniform_weighting!r}: an unweighted aggregator (DP) needs "
+        "uniform client weighting; use client_weighting='uniform'.",
+        ("uniform_weighting", "client_weighting"))
   return unweighted
 
 
@@ -171,13 +175,12 @@ def build_aggregator(spec: AggregatorSpec) -> tff.aggregators.AggregationFactory
 
 
 def set_simulation_context(spec: AggregatorSpec) -> None:
-  """Installs the TFF execution context that can simulate `spec`.
+  """Starts a fresh TFF worker whose context can simulate `spec` (`tff_runtime.install`).
 
   TFF's native runtime has no implementation of the secure-sum intrinsics used
-  by `secure`; `tff.backends.test`'s context simulates them (in the clear, for
-  research). Every other kind runs in the native local C++ context.
+  by `secure`. For that kind they are compiled to plain sums first, as
+  `tff.backends.test` does (simulated in the clear, for research). Every other
+  kind runs the plain native compilation.
   """
-  tff_runtime.switch_context(
-      tff.backends.test.set_sync_test_cpp_execution_context if spec.kind == "secure"
-      else tff.backends.native.set_sync_local_cpp_execution_context)
+  tff_runtime.install(secure_intrinsics=spec.kind == "secure")
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tff_movierec.errors import require
+
 SplitFn = Callable[[tf.data.Dataset], Tuple[tf.data.Dataset, tf.data.Dataset]]
 
 
@@ -73,9 +75,8 @@ def training_datasets(train: pd.DataFrame, reconstruction_fraction: float = 0.5,
   round(fraction * n) reconstruction ratings, clipped to [1, n - 1]. A user
   with a single rating uses it for both parts.
   """
-  if not 0.0 < reconstruction_fraction < 1.0:
-    raise ValueError(
-        f"--reconstruction_fraction={reconstruction_fraction}: must be in (0, 1).")
+  require(0.0 < reconstruction_fraction < 1.0, "reconstruction_fraction",
+          reconstruction_fraction, "must be in (0, 1).")
   rng = np.random.default_rng(seed)
   datasets, sizes = {}, {}
   for user, (movies, values) in _by_user(train).items():
@@ -114,10 +115,10 @@ def split_fn(first_steps: int, second_steps: int) -> SplitFn:
   FedRecon iterates each part once per client, and the rewrites (re-done for
   every client, every round) cost more than the two-batch pipelines they tune.
   """
-  if first_steps < 0 or second_steps < 1:
-    raise ValueError(
-        f"steps must be >= 0 (reconstruction) and >= 1 (second part), got "
-        f"{first_steps}, {second_steps}.")
+  require(first_steps >= 0, "first_steps", first_steps,
+          "must be >= 0 (steps on the reconstruction part).")
+  require(second_steps >= 1, "second_steps", second_steps,
+          "must be >= 1 (steps on the post-reconstruction part).")
 
   options = tf.data.Options()
   options.experimental_optimization.apply_default_optimizations = False

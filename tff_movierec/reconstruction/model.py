@@ -30,6 +30,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_movierec.errors import ConfigError, require
+from tff_movierec.metrics import keras_metrics
+
 MOVIE_EMBEDDING = "movie_embedding"
 MOVIE_BIAS = "movie_bias"
 GLOBAL_BIAS = "global_bias"
@@ -61,12 +64,9 @@ class MFConfig:
   use_genres: bool = False
 
   def __post_init__(self):
-    if self.num_movies < 1:
-      raise ValueError(f"num_movies={self.num_movies}: must be >= 1.")
-    if self.embedding_dim < 1:
-      raise ValueError(f"--embedding_dim={self.embedding_dim}: must be >= 1.")
-    if self.init_stddev <= 0:
-      raise ValueError(f"--init_stddev={self.init_stddev}: must be > 0.")
+    require(self.num_movies >= 1, "num_movies", self.num_movies, "must be >= 1.")
+    require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1.")
+    require(self.init_stddev > 0, "init_stddev", self.init_stddev, "must be > 0.")
 
 
 def input_spec() -> tuple:
@@ -80,7 +80,10 @@ class MatrixFactorization(tff.learning.models.ReconstructionModel):
 
   def __init__(self, config: MFConfig, genres: Optional[np.ndarray] = None):
     if config.use_genres != (genres is not None):
-      raise ValueError("genres must be given exactly when use_genres is set.")
+      raise ConfigError(
+          f"use_genres={config.use_genres!r} but the genre table was "
+          f"{'not ' if genres is None else ''}given: give it exactly when use_genres "
+          "is True.", ("use_genres",))
     dim = config.embedding_dim
     self._movie_embedding = tf.Variable(
         tf.random.normal([config.num_movies, dim], stddev=config.init_stddev),
@@ -92,8 +95,9 @@ class MatrixFactorization(tff.learning.models.ReconstructionModel):
     if genres is not None:
       genres = np.asarray(genres, np.float32)
       if genres.shape[0] != config.num_movies:
-        raise ValueError(
-            f"genres has {genres.shape[0]} rows, expected num_movies={config.num_movies}.")
+        raise ConfigError(
+            f"num_movies={config.num_movies!r} but the genre table has "
+            f"{genres.shape[0]} rows: it needs one row per movie.", ("num_movies",))
       self._genres = tf.constant(genres)
       self._genre_embedding = tf.Variable(tf.zeros([genres.shape[1], dim]),
                                           name=GENRE_EMBEDDING)
@@ -174,5 +178,6 @@ def loss_fn() -> tf.keras.losses.Loss:
 
 
 def metrics_fn() -> list:
+  """RMSE, MAE and the number of scored ratings (`examples`)."""
   return [tf.keras.metrics.RootMeanSquaredError(name="rmse"),
-          tf.keras.metrics.MeanAbsoluteError(name="mae")]
+          tf.keras.metrics.MeanAbsoluteError(name="mae"), keras_metrics.ExampleCount()]

@@ -23,40 +23,20 @@ import tensorflow_federated as tff
 
 from tff_movierec import privacy
 from tff_movierec.reconstruction import client_datasets, model, regularization
+from tff_movierec.errors import ConfigError, require
 from tff_movierec.training.optimizers import OptimizerSpec
-
-# Name -> the shared optimizer spec (TFF's own defaults for every other argument:
-# Yogi keeps TFF's epsilon 1e-3).
-_OPTIMIZERS = {
-    "sgd": lambda lr: OptimizerSpec("sgd", lr),
-    "sgdm": lambda lr: OptimizerSpec("sgd", lr, momentum=0.9),
-    "adam": lambda lr: OptimizerSpec("adam", lr),
-    "adagrad": lambda lr: OptimizerSpec("adagrad", lr),
-    "yogi": lambda lr: OptimizerSpec("yogi", lr, epsilon=1e-3),
-}
-OPTIMIZER_NAMES = tuple(_OPTIMIZERS)
-
-
-def build_optimizer(name: str, learning_rate: float, flag: str = "--optimizer"):
-  """A `tff.learning.optimizers.Optimizer` by name; `flag` names it in errors."""
-  if name not in _OPTIMIZERS:
-    raise ValueError(f"{flag}={name!r}: must be one of {', '.join(OPTIMIZER_NAMES)}.")
-  if learning_rate <= 0:
-    raise ValueError(f"{flag} learning rate {learning_rate}: must be > 0.")
-  return _OPTIMIZERS[name](learning_rate).build()
-
 
 @dataclasses.dataclass(frozen=True)
 class ReconConfig:
   """Optimization of one FedRecon round.
 
   Attributes:
-    server_optimizer, server_learning_rate: applied to the aggregated update.
+    server_optimizer: applied to the aggregated update.
     server_weight_decay: decoupled weight decay of the server optimizer
-      (AdamW, Loshchilov & Hutter 2019); > 0 requires server_optimizer 'adam'.
-    client_optimizer, client_learning_rate: trains global weights on clients.
-    reconstruction_optimizer, reconstruction_learning_rate: reconstructs the
-      local (user) weights, in training and in evaluation.
+      (AdamW, Loshchilov & Hutter 2019); > 0 requires an 'adam' server.
+    client_optimizer: trains the global weights on the clients.
+    reconstruction_optimizer: reconstructs the local (user) weights, in
+      training and in evaluation.
     reconstruction_l2: L2 penalty on the reconstructed user embedding and
       bias, relative to the mean squared error of the client's ratings.
     reconstruction_steps: full-batch reconstruction steps per client.
@@ -65,52 +45,42 @@ class ReconConfig:
       the DP aggregators) instead of by their number of ratings.
   """
 
-  server_optimizer: str = "adam"
-  server_learning_rate: float = 0.01
+  server_optimizer: OptimizerSpec = OptimizerSpec("adam", 0.01, role="server")
   server_weight_decay: float = 0.0
-  client_optimizer: str = "sgd"
-  client_learning_rate: float = 1.0
-  reconstruction_optimizer: str = "sgd"
-  reconstruction_learning_rate: float = 1.0
+  client_optimizer: OptimizerSpec = OptimizerSpec("sgd", 1.0, role="client")
+  reconstruction_optimizer: OptimizerSpec = OptimizerSpec("sgd", 1.0, role="local")
   reconstruction_l2: float = 0.0
   reconstruction_steps: int = 10
   post_reconstruction_steps: int = 1
   uniform_weighting: bool = False
 
   def __post_init__(self):
-    if self.server_weight_decay < 0:
-      raise ValueError(f"--server_weight_decay={self.server_weight_decay}: must be >= 0.")
-    if self.server_weight_decay > 0 and self.server_optimizer != "adam":
-      raise ValueError(
-          f"--server_weight_decay={self.server_weight_decay} needs "
-          f"--server_optimizer=adam (AdamW), not {self.server_optimizer!r}.")
-    self.server()
-    self.client()
-    self.reconstruction()
-    if self.reconstruction_l2 < 0:
-      raise ValueError(f"--reconstruction_l2={self.reconstruction_l2}: must be >= 0.")
-    if self.reconstruction_steps < 1:
-      raise ValueError(f"--reconstruction_steps={self.reconstruction_steps}: must be >= 1.")
-    if self.post_reconstruction_steps < 1:
-      raise ValueError(
-          f"--post_reconstruction_steps={self.post_reconstruction_steps}: must be >= 1.")
+    require(self.server_weight_decay >= 0, "server_weight_decay", self.server_weight_decay,
+            "must be >= 0.")
+    if self.server_weight_decay > 0 and self.server_optimizer.name != "adam":
+      raise ConfigError(
+          f"server_weight_decay={self.server_weight_decay} needs server_optimizer='adam' "
+          f"(AdamW), not {self.server_optimizer.name!r}.",
+          ("server_weight_decay", "server_optimizer"))
+    require(self.reconstruction_l2 >= 0, "reconstruction_l2", self.reconstruction_l2,
+            "must be >= 0.")
+    require(self.reconstruction_steps >= 1, "reconstruction_steps",
+            self.reconstruction_steps, "must be >= 1.")
+    require(self.post_reconstruction_steps >= 1, "post_reconstruction_steps",
+            self.post_reconstruction_steps, "must be >= 1.")
 
-  def server(self):
-    optimizer = build_optimizer(self.server_optimizer, self.server_learning_rate,
-                                "--server_optimizer")
+  def server(self) -> tff.learning.optimizers.Optimizer:
     if self.server_weight_decay > 0:
       return tff.learning.optimizers.build_adamw(
-          self.server_learning_rate, weight_decay=self.server_weight_decay)
-    return optimizer
+          self.server_optimizer.learning_rate, beta_1=self.server_optimizer.beta_1,
+          beta_2=self.server_optimizer.beta_2, weight_decay=self.server_weight_decay)
+    return self.server_optimizer.build()
 
-  def client(self):
-    return build_optimizer(self.client_optimizer, self.client_learning_rate,
-                           "--client_optimizer")
+  def client(self) -> tff.learning.optimizers.Optimizer:
+    return self.client_optimizer.build()
 
-  def reconstruction(self):
-    optimizer = build_optimizer(self.reconstruction_optimizer,
-                                self.reconstruction_learning_rate,
-                                "--reconstruction_optimizer")
+  def reconstruction(self) -> tff.learning.optimizers.Optimizer:
+    optimizer = self.reconstruction_optimizer.build()
     if self.reconstruction_l2 > 0:
       return regularization.L2Regularized(optimizer, self.reconstruction_l2)
     return optimizer

@@ -11,6 +11,8 @@ bias), in training and in evaluation alike, without touching TFF.
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_movierec.errors import require
+
 
 class L2Regularized(tff.learning.optimizers.Optimizer):
   """`optimizer` minimizing loss + l2 * sum of squared weights.
@@ -21,8 +23,7 @@ class L2Regularized(tff.learning.optimizers.Optimizer):
   """
 
   def __init__(self, optimizer: tff.learning.optimizers.Optimizer, l2: float):
-    if l2 < 0:
-      raise ValueError(f"--reconstruction_l2={l2}: must be >= 0.")
+    require(l2 >= 0, "l2", l2, "must be >= 0.")
     self._optimizer = optimizer
     self._l2 = l2
 

@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Tuple
 
+from tff_movierec.errors import ConfigError, require
+
 
 @dataclasses.dataclass(frozen=True)
 class TowerConfig:
@@ -32,17 +34,18 @@ class TowerConfig:
   hidden_units: Tuple[int, ...] = ()
 
   def __post_init__(self):
-    if self.embedding_dim < 1:
-      raise ValueError(f"--embedding_dim={self.embedding_dim}: must be >= 1.")
+    require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1.")
     if not (self.use_user_id or self.use_demographics or self.use_history):
-      raise ValueError("The query tower needs at least one of user id, "
-                       "demographics or history.")
-    if self.history_length < 1:
-      raise ValueError(f"--history_length={self.history_length}: must be >= 1.")
-    if self.demographic_dim < 1:
-      raise ValueError(f"demographic_dim={self.demographic_dim}: must be >= 1.")
-    if any(units < 1 for units in self.hidden_units):
-      raise ValueError(f"--hidden_units={self.hidden_units}: sizes must be >= 1.")
+      raise ConfigError(
+          f"use_user_id={self.use_user_id!r}, use_demographics={self.use_demographics!r}, "
+          f"use_history={self.use_history!r}: the query tower needs at least one of "
+          "them set.", ("use_user_id", "use_demographics", "use_history"))
+    require(self.history_length >= 1, "history_length", self.history_length,
+            "must be >= 1.")
+    require(self.demographic_dim >= 1, "demographic_dim", self.demographic_dim,
+            "must be >= 1.")
+    require(all(units >= 1 for units in self.hidden_units), "hidden_units",
+            self.hidden_units, "sizes must be >= 1.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,5 +73,4 @@ class RetrievalTaskConfig:
   corpus_negatives: bool = False
 
   def __post_init__(self):
-    if self.temperature <= 0:
-      raise ValueError(f"--temperature={self.temperature}: must be > 0.")
+    require(self.temperature > 0, "temperature", self.temperature, "must be > 0.")

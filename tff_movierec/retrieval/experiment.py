@@ -1,8 +1,8 @@
-"""One call that loads data, trains a two-tower model, evaluates and exports it.
+"""One call that loads data, trains a two-tower model centrally (Keras fit),
+evaluates and exports it: the centralized reference of `bench/retrieval.py`.
 
-The entry point for `run_experiment.py` and `bench/retrieval.py`: plain
-arguments in, final metrics out, `on_round(round_num, metrics)` after every
-epoch (centralized) or round (federated).
+Federated training of the same model is the `movielens_retrieval` task of
+`run_experiment.py` (the one training loop).
 """
 
 import dataclasses
@@ -12,13 +12,12 @@ from typing import Dict, Optional, Sequence
 
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data import splits
-from tff_movierec.data.partitions import PartitionSpec
 from tff_movierec.data.synthetic import write_synthetic_movielens
+from tff_movierec.errors import ConfigError
 from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import export, training
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
 
-MODES = ("centralized", "federated")
 # Ratings >= this are the interactions (and history) of each protocol.
 MIN_HISTORY_RATING = {"recbole_ml1m": 3.0, "holdout": 1.0}
 
@@ -43,11 +42,8 @@ def with_validation(protocol: protocols.RankingProtocol,
 
 def run_experiment(
     data_dir: Optional[str],
-    mode: str = "federated",
     kind: str = "retrieval",
     protocol: str = "recbole_ml1m",
-    partition: str = "dirichlet",
-    num_clients: int = 10,
     embedding_dim: int = 64,
     hidden_units: Sequence[int] = (),
     use_user_id: bool = False,
@@ -59,10 +55,6 @@ def run_experiment(
     rounds: int = 10,
     batch_size: int = 1024,
     learning_rate: float = 0.005,
-    server_learning_rate: float = 0.05,
-    client_optimizer: str = "adam",
-    client_epochs: int = 1,
-    clients_per_round: Optional[int] = None,
     eval_every: int = 1,
     seed: int = 0,
     export_dir: Optional[str] = None,
@@ -75,14 +67,13 @@ def run_experiment(
   Args:
     data_dir: MovieLens-1M folder (None: the cache); ignored with
       `use_synthetic_data`.
-    mode: "centralized" (Keras fit, `rounds` epochs) or "federated" (FedAvg,
-      `rounds` rounds over `partition`/`num_clients`).
+    rounds: Keras epochs.
     kind: "retrieval" (in-batch softmax) or "ranking" (rating MSE).
     protocol: "recbole_ml1m" or "holdout" (`tff_movierec.metrics.protocols`;
       `holdout` gets a validation split carved from train, `with_validation`).
-    learning_rate: centralized Adam step, or the client step when federated.
+    learning_rate: Adam step.
     export_dir: if set, the retrieval model is exported there (see `export`).
-    on_round: called with (round_num, metrics) after every epoch/round; the
+    on_round: called with (round_num, metrics) after every epoch; the
       metrics hold `train_loss`, `seconds` and, every `eval_every` rounds,
       `valid_*` metrics (see `training`).
 
@@ -90,12 +81,12 @@ def run_experiment(
     The final model's `test_*` metrics (retrieval: recall/ndcg/hr/precision/
     mrr@10, num_users; ranking: rmse), plus `wall_seconds` of training.
   """
-  if mode not in MODES:
-    raise ValueError(f"--mode={mode!r}: expected one of {MODES}.")
   if protocol not in MIN_HISTORY_RATING:
-    raise ValueError(f"--protocol={protocol!r}: expected one of {tuple(MIN_HISTORY_RATING)}.")
+    raise ConfigError(f"protocol={protocol!r}: expected one of {tuple(MIN_HISTORY_RATING)}.",
+                      ("protocol",))
   if export_dir and kind != "retrieval":
-    raise ValueError("--export_dir: only retrieval models are exported.")
+    raise ConfigError(f"export_dir={export_dir!r}: only retrieval models are exported, "
+                      f"not kind={kind!r}.", ("export_dir", "kind"))
   if use_synthetic_data:
     data_dir = write_synthetic_movielens(
         tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), num_users=60, num_movies=50,
@@ -110,16 +101,10 @@ def run_experiment(
                                     corpus_negatives=corpus_negatives)
   config = training.TrainConfig(
       rounds=rounds, batch_size=batch_size, learning_rate=learning_rate,
-      server_learning_rate=server_learning_rate, client_optimizer=client_optimizer,
-      client_epochs=client_epochs, eval_every=eval_every, eval_split="valid", seed=seed)
+      eval_every=eval_every, eval_split="valid", seed=seed)
   start = time.time()
-  if mode == "centralized":
-    model = training.train_centralized(kind, data, ranking, tower_config, task_config,
-                                       config, on_round)
-  else:
-    spec = PartitionSpec(partition, num_clients, seed=seed)
-    model = training.train_federated(kind, data, ranking, tower_config, task_config, config,
-                                     spec, clients_per_round, on_round)
+  model = training.train_centralized(kind, data, ranking, tower_config, task_config,
+                                     config, on_round)
   result = {"wall_seconds": time.time() - start}
   result.update(training.evaluate_model(kind, model, data, ranking, "test"))
   if export_dir:

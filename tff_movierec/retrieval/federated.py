@@ -1,4 +1,4 @@
-"""TFF wrapping of the tfrs models, and the FedAvg process that trains them.
+"""TFF wrapping of the tfrs models (trained by `training.algorithms.build_fed_avg`).
 
 `tff.learning.models.from_keras_model` accepts only functional Keras models
 with a pointwise loss, and a `tfrs.Model` is a subclassed model whose loss is
@@ -11,13 +11,10 @@ global weights (`evaluation`).
 """
 
 import collections
-from typing import Callable
 
 import tensorflow as tf
 import tensorflow_federated as tff
 import tensorflow_recommenders as tfrs
-
-from tff_movierec.training.optimizers import OptimizerSpec
 
 
 class TfrsVariableModel(tff.learning.models.VariableModel):
@@ -89,25 +86,3 @@ class TfrsVariableModel(tff.learning.models.VariableModel):
   def reset_metrics(self):
     self._loss_sum.assign(0.0)
     self._example_count.assign(0.0)
-
-
-def build_fed_avg(model_fn: Callable[[], TfrsVariableModel],
-                  client_learning_rate: float, server_learning_rate: float,
-                  client_optimizer: str = "sgd") -> tff.learning.templates.LearningProcess:
-  """FedAvg weighted by client example counts; Adam on the server.
-
-  Args:
-    model_fn: () -> a new `TfrsVariableModel` (called inside TFF tracing).
-    client_optimizer: "sgd" (plain SGD) or "adam", both `tff.learning.optimizers`.
-
-  Returns:
-    A learning process: `initialize: ( -> S@SERVER)`, `next: (<S@SERVER,
-    {OrderedDict(x=..., y=...)*}@CLIENTS> -> <state=S@SERVER,
-    metrics=M@SERVER>)`; `get_model_weights(state)` gives the global towers.
-  """
-  if client_optimizer not in ("sgd", "adam"):
-    raise ValueError(f"--client_optimizer={client_optimizer!r}: expected 'sgd' or 'adam'.")
-  client = OptimizerSpec(client_optimizer, client_learning_rate).build()
-  return tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=client,
-      server_optimizer_fn=OptimizerSpec("adam", server_learning_rate).build())

@@ -1,12 +1,11 @@
-"""Centralized and federated training of the two-tower models.
+"""The two-tower models: building them, their client data, their evaluation,
+and their centralized training (a Keras fit, one epoch per round).
 
-Both loops train on the `train_ratings` of a ranking protocol, call
-`on_round(round_num, metrics)` after every epoch (centralized) or round
-(federated) with plain-float metrics, and return the trained tfrs model (for
-federated training: holding the final global weights).
+Federated training goes through the one training loop
+(`tff_movierec.training.loop`) with what `federated_setup` builds.
 
-Metrics passed to `on_round`: `train_loss`, `seconds`, and every
-`eval_every` rounds (and after the last) the retrieval metrics of
+Metrics passed to `on_round` by `train_centralized`: `train_loss`, `seconds`,
+and every `eval_every` epochs (and after the last) the retrieval metrics of
 `evaluation.evaluate` on `eval_split`, prefixed `"{eval_split}_"` (e.g.
 `valid_ndcg@10`); ranking models report `{eval_split}_rmse` instead.
 """
@@ -26,6 +25,7 @@ from tff_movierec.data.features import genre_multi_hot
 from tff_movierec.data.movielens import MovieLens
 from tff_movierec.data.partitions import PartitionSpec, partition_users
 from tff_movierec.data.preprocessing import ClientSpec, build_preprocess_fn
+from tff_movierec.errors import require
 from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import evaluation, examples, federated, models, tasks, towers
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
@@ -36,16 +36,13 @@ OnRound = Callable[[int, Dict[str, float]], None]
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimization settings shared by both loops.
+  """Settings of centralized (Keras fit) training.
 
   Attributes:
-    rounds: epochs (centralized) or FedAvg rounds (federated).
+    rounds: epochs.
     batch_size: examples per batch (also the number of in-batch candidates).
-    learning_rate: Adam step (centralized) or client step (federated).
-    server_learning_rate: server Adam step (federated only).
-    client_optimizer: "sgd" or "adam" (federated only).
-    client_epochs: passes over a client's data per round (federated only).
-    eval_every: evaluate every this many rounds (and after the last); 0 = only
+    learning_rate: Adam step.
+    eval_every: evaluate every this many epochs (and after the last); 0 = only
       after the last.
     eval_split: "valid" (tuning) or "test" (reporting).
     seed: seeds weights, history sampling and shuffling.
@@ -54,28 +51,18 @@ class TrainConfig:
   rounds: int = 10
   batch_size: int = 1024
   learning_rate: float = 0.005
-  server_learning_rate: float = 0.01
-  client_optimizer: str = "adam"
-  client_epochs: int = 1
   eval_every: int = 1
   eval_split: str = "valid"
   seed: int = 0
 
   def __post_init__(self):
-    if self.rounds < 1:
-      raise ValueError(f"--num_rounds={self.rounds}: must be >= 1.")
-    if self.batch_size < 2:
-      raise ValueError(f"--batch_size={self.batch_size}: in-batch softmax needs >= 2.")
-    if self.learning_rate <= 0 or self.server_learning_rate <= 0:
-      raise ValueError("Learning rates must be > 0.")
-    if self.client_optimizer not in ("sgd", "adam"):
-      raise ValueError(f"--client_optimizer={self.client_optimizer!r}: 'sgd' or 'adam'.")
-    if self.client_epochs < 1:
-      raise ValueError(f"--client_epochs={self.client_epochs}: must be >= 1.")
-    if self.eval_every < 0:
-      raise ValueError(f"--eval_every={self.eval_every}: must be >= 0.")
-    if self.eval_split not in ("valid", "test"):
-      raise ValueError(f"--eval_split={self.eval_split!r}: 'valid' or 'test'.")
+    require(self.rounds >= 1, "rounds", self.rounds, "must be >= 1.")
+    require(self.batch_size >= 2, "batch_size", self.batch_size,
+            "in-batch softmax needs >= 2.")
+    require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0.")
+    require(self.eval_every >= 0, "eval_every", self.eval_every, "must be >= 0.")
+    require(self.eval_split in ("valid", "test"), "eval_split", self.eval_split,
+            "'valid' or 'test'.")
 
 
 def pooled_movie_stats(ratings, num_movies: int) -> movie_stats.MovieStats:
@@ -232,7 +219,7 @@ def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProto
                     seed: int = 0) -> FederatedSetup:
   """Client data, preprocessing and model_fn of a federated two-tower run."""
   client_data = federated_client_data(data, protocol, tower_config, partition, seed)
-  preprocess = build_preprocess_fn(client_spec, to_batch(tower_config), seed=seed)
+  preprocess = build_preprocess_fn(client_spec, to_batch(tower_config))
   client_ids = [c for c in client_data.client_ids
                 if len(client_data.create_tf_dataset_for_client(c)) > 0]
   # Computed eagerly: model_fn runs inside TFF tracing, where the in-memory
@@ -246,48 +233,3 @@ def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProto
         input_spec)
 
   return FederatedSetup(client_data, client_ids, preprocess, model_fn, stats)
-
-
-def train_federated(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
-                    tower_config: TowerConfig, task_config: RetrievalTaskConfig,
-                    config: TrainConfig, partition: PartitionSpec,
-                    clients_per_round: Optional[int] = None,
-                    on_round: Optional[OnRound] = None) -> models.TwoTowerEmbeddings:
-  """FedAvg (`build_weighted_fed_avg`, server Adam) of a `TfrsVariableModel`.
-
-  Args:
-    partition: how users are grouped into clients (e.g. dirichlet, 10).
-    clients_per_round: clients sampled per round (default: all).
-
-  Returns:
-    A tfrs model holding the final global weights (evaluated on the server).
-  """
-  tf.keras.utils.set_random_seed(config.seed)
-  setup = federated_setup(
-      kind, data, protocol, tower_config, task_config, partition,
-      ClientSpec(num_epochs=config.client_epochs, batch_size=config.batch_size),
-      config.seed)
-  client_data, client_ids, preprocess, model_fn = (
-      setup.client_data, setup.client_ids, setup.preprocess, setup.model_fn)
-  process = federated.build_fed_avg(model_fn, config.learning_rate,
-                                    config.server_learning_rate, config.client_optimizer)
-  server_model = model_fn()
-  state = process.initialize()
-  rng = np.random.default_rng(config.seed)
-  for round_num in range(1, config.rounds + 1):
-    start = time.time()
-    sampled = (client_ids if clients_per_round is None
-               else list(rng.choice(client_ids, clients_per_round, replace=False)))
-    output = process.next(state, [
-        preprocess(client_data.create_tf_dataset_for_client(c)) for c in sampled])
-    state = output.state
-    metrics = {"train_loss": float(output.metrics["client_work"]["train"]["loss"])}
-    if _should_evaluate(round_num, config):
-      process.get_model_weights(state).assign_weights_to(server_model)
-      metrics.update(evaluate_model(kind, server_model.tfrs_model, data, protocol,
-                               config.eval_split))
-    metrics["seconds"] = time.time() - start
-    if on_round:
-      on_round(round_num, metrics)
-  process.get_model_weights(state).assign_weights_to(server_model)
-  return server_model.tfrs_model

@@ -23,8 +23,9 @@ from typing import Optional
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import base
+from tff_movierec.training import federated_task
 from tff_movierec.data import preprocessing
+from tff_movierec.errors import ConfigError, require
 from tff_movierec.privacy import aggregators
 from tff_movierec.training import stateful_local
 from tff_movierec.training.optimizers import OptimizerSpec
@@ -52,34 +53,30 @@ class AlgorithmConfig:
 
   algorithm: str = "fedavg"
   client_weighting: str = "num_examples"
-  client_optimizer: OptimizerSpec = OptimizerSpec("sgd", 0.05, flag_prefix="client")
-  server_optimizer: OptimizerSpec = OptimizerSpec("adam", 1e-3, flag_prefix="server")
-  local_optimizer: OptimizerSpec = OptimizerSpec("sgd", 20.0, flag_prefix="local")
+  client_optimizer: OptimizerSpec = OptimizerSpec("sgd", 0.05, role="client")
+  server_optimizer: OptimizerSpec = OptimizerSpec("adam", 1e-3, role="server")
+  local_optimizer: OptimizerSpec = OptimizerSpec("sgd", 20.0, role="local")
   reconstruction_epochs: int = 1
 
   def __post_init__(self):
-    if self.algorithm not in ALGORITHMS:
-      raise ValueError(f"--algorithm={self.algorithm!r}: expected one of {ALGORITHMS}.")
-    if self.client_weighting not in CLIENT_WEIGHTINGS:
-      raise ValueError(
-          f"--client_weighting={self.client_weighting!r}: expected one of "
-          f"{CLIENT_WEIGHTINGS}.")
-    if self.reconstruction_epochs < 1:
-      raise ValueError(
-          f"--reconstruction_epochs={self.reconstruction_epochs}: must be >= 1.")
+    require(self.algorithm in ALGORITHMS, "algorithm", self.algorithm,
+            f"expected one of {ALGORITHMS}.")
+    require(self.client_weighting in CLIENT_WEIGHTINGS, "client_weighting",
+            self.client_weighting, f"expected one of {CLIENT_WEIGHTINGS}.")
+    require(self.reconstruction_epochs >= 1, "reconstruction_epochs",
+            self.reconstruction_epochs, "must be >= 1.")
 
-  def check_task(self, task: base.FederatedTask) -> None:
-    """Raises ValueError if the algorithm cannot train the task's model."""
+  def check_task(self, task: federated_task.FederatedTask) -> None:
+    """Raises ConfigError if the algorithm cannot train the task's model."""
     if self.algorithm in LOCAL_LAYER_ALGORITHMS and not task.local_layers:
-      raise ValueError(
-          f"--algorithm={self.algorithm} needs a model with client-local layers; use "
-          "--user_embedding=local (or --algorithm=fedavg).")
+      raise ConfigError(
+          f"algorithm={self.algorithm!r} needs a model with client-local layers; use "
+          "user_embedding='local' (or algorithm='fedavg').", ("algorithm", "user_embedding"))
     if self.algorithm == "fedavg" and task.local_layers:
-      raise ValueError(
-          f"--algorithm=fedavg would send the local layers {task.local_layers} "
-          "to the server; use --algorithm=fed_recon or stateful_local, or "
-          "--user_embedding=global"
-          " / none.")
+      raise ConfigError(
+          f"algorithm='fedavg' would send the local layers {task.local_layers} to the "
+          "server; use algorithm='fed_recon' or 'stateful_local', or user_embedding="
+          "'global' or 'none'.", ("algorithm", "user_embedding"))
 
   @property
   def weighting(self) -> tff.learning.ClientWeighting:
@@ -89,7 +86,7 @@ class AlgorithmConfig:
 
 
 def build_training_process(
-    task: base.FederatedTask,
+    task: federated_task.FederatedTask,
     config: AlgorithmConfig,
     model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
 ) -> tff.learning.templates.LearningProcess:
@@ -124,22 +121,31 @@ def build_training_process(
         task, config.client_optimizer.build(), config.local_optimizer.build(),
         config.server_optimizer.build(), config.client_weighting == "uniform",
         model_aggregator)
-  if config.client_weighting == "uniform":
-    return tff.learning.algorithms.build_unweighted_fed_avg(
-        task.model_fn,
-        client_optimizer_fn=config.client_optimizer.build(),
-        server_optimizer_fn=config.server_optimizer.build(),
-        model_aggregator=model_aggregator)
-  return tff.learning.algorithms.build_weighted_fed_avg(
-      task.model_fn,
-      client_optimizer_fn=config.client_optimizer.build(),
-      server_optimizer_fn=config.server_optimizer.build(),
-      model_aggregator=model_aggregator)
+  return build_fed_avg(task.model_fn, config.client_weighting, config.client_optimizer,
+                       config.server_optimizer, model_aggregator)
+
+
+def build_fed_avg(
+    model_fn, client_weighting: str, client_optimizer: OptimizerSpec,
+    server_optimizer: OptimizerSpec,
+    model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
+) -> tff.learning.templates.LearningProcess:
+  """FedAvg of a `VariableModel`: `build_weighted_fed_avg` (clients weighted by
+  examples) or `build_unweighted_fed_avg` (client_weighting 'uniform'; what an
+  unweighted aggregator such as DP needs).
+
+  `next`: (<state@SERVER, {batches*}@CLIENTS> -> <state@SERVER, metrics@SERVER>).
+  """
+  aggregators.check_weighting(model_aggregator, client_weighting == "uniform")
+  builder = (tff.learning.algorithms.build_unweighted_fed_avg if client_weighting == "uniform"
+             else tff.learning.algorithms.build_weighted_fed_avg)
+  return builder(model_fn, client_optimizer_fn=client_optimizer.build(),
+                 server_optimizer_fn=server_optimizer.build(), model_aggregator=model_aggregator)
 
 
 def split_by_holdout(dataset: tf.data.Dataset, reconstruction_batch_size: int,
                      held_out_batch_size: int = 1024, shuffle: bool = True,
-                     seed: Optional[int] = 0):
+                     seed: Optional[preprocessing.Seed] = (0, 0)):
   """FedRecon evaluation split: (reconstruction data, held-out data).
 
   Evaluation client datasets hold the client's training ratings (x[HOLDOUT_KEY]
@@ -161,7 +167,7 @@ def split_by_holdout(dataset: tf.data.Dataset, reconstruction_batch_size: int,
 
 
 def build_evaluation_process(
-    task: base.FederatedTask, config: AlgorithmConfig, reconstruction_batch_size: int = 256,
+    task: federated_task.FederatedTask, config: AlgorithmConfig, reconstruction_batch_size: int = 256,
     shuffle: bool = True,
 ) -> tff.learning.templates.LearningProcess:
   """Returns a process whose `next(state, datasets)` evaluates global weights.

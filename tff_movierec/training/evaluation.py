@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tasks import base
+from tff_movierec.training import federated_task
 from tff_movierec.data import preprocessing
 from tff_movierec.metrics import rating as rating_metrics
 from tff_movierec.training import algorithms, stateful_local
@@ -34,7 +34,7 @@ def _metric_values(flat: Dict[str, float]) -> Dict[str, float]:
   return picked
 
 
-def federated_evaluator(task: base.FederatedTask, config: algorithms.AlgorithmConfig,
+def federated_evaluator(task: federated_task.FederatedTask, config: algorithms.AlgorithmConfig,
                         client_spec: preprocessing.ClientSpec
                         ) -> Callable[[Any, List[str]], Dict[str, float]]:
   """Returns (model_weights, client_ids) -> pooled metrics over those clients.
@@ -70,7 +70,7 @@ def _table(rows, setting) -> pd.DataFrame:
   return frame[list(COLUMNS)]
 
 
-def _held_out(task: base.FederatedTask, client: str) -> tf.data.Dataset:
+def _held_out(task: federated_task.FederatedTask, client: str) -> tf.data.Dataset:
   dataset = task.eval_preprocess(task.test_data.create_tf_dataset_for_client(client))
   if task.local_layers:
     _, dataset = algorithms.split_by_holdout(dataset, reconstruction_batch_size=1024,
@@ -78,7 +78,7 @@ def _held_out(task: base.FederatedTask, client: str) -> tf.data.Dataset:
   return dataset
 
 
-def _predictions(model: tf.keras.Model, task: base.FederatedTask, client: str):
+def _predictions(model: tf.keras.Model, task: federated_task.FederatedTask, client: str):
   """(y_true, y_pred), float [N] each, on `client`'s held-out ratings."""
   dataset = _held_out(task, client)
   y_true = np.concatenate([y.numpy().reshape(-1) for _, y in dataset])
@@ -95,7 +95,7 @@ def _rows(predictions: Dict[str, tuple]) -> List[dict]:
           for client, (y_true, y_pred) in named]
 
 
-def _stateful_predictions(task: base.FederatedTask,
+def _stateful_predictions(task: federated_task.FederatedTask,
                           process: stateful_local.StatefulLocalProcess,
                           state) -> Dict[str, tuple]:
   """{client: (y_true, y_pred)} on each client's held-out ratings, scored on
@@ -113,7 +113,7 @@ class FederatedEvaluation(NamedTuple):
   table: Callable[[Any], pd.DataFrame]
 
 
-def federated_evaluation(task: base.FederatedTask, config: algorithms.AlgorithmConfig,
+def federated_evaluation(task: federated_task.FederatedTask, config: algorithms.AlgorithmConfig,
                          client_spec: preprocessing.ClientSpec,
                          process) -> FederatedEvaluation:
   """Evaluation of the training `process`'s state, whatever the algorithm."""
@@ -132,9 +132,9 @@ def federated_evaluation(task: base.FederatedTask, config: algorithms.AlgorithmC
       lambda state: federated_table(evaluate, process.get_model_weights(state), clients))
 
 
-def _train_dataset(task: base.FederatedTask, client_ids: List[str]) -> tf.data.Dataset:
+def _train_dataset(task: federated_task.FederatedTask, client_ids: List[str]) -> tf.data.Dataset:
   """Training ratings of `client_ids` as one dataset, one pass (no repeat)."""
-  return base.keras_dataset(task.train_data, task.eval_preprocess, client_ids)
+  return federated_task.keras_dataset(task.train_data, task.eval_preprocess, client_ids)
 
 
 def _fit(task, client_ids, epochs, learning_rate, batch_size):
@@ -149,7 +149,7 @@ def _fit(task, client_ids, epochs, learning_rate, batch_size):
   return model
 
 
-def centralized_table(task: base.FederatedTask, epochs: int, learning_rate: float = 1e-3,
+def centralized_table(task: federated_task.FederatedTask, epochs: int, learning_rate: float = 1e-3,
                       batch_size: int = 1024) -> pd.DataFrame:
   """One model trained on all clients' pooled training data (no federation)."""
   client_ids = task.train_data.client_ids
@@ -157,7 +157,7 @@ def centralized_table(task: base.FederatedTask, epochs: int, learning_rate: floa
   return _table(_rows({c: _predictions(model, task, c) for c in client_ids}), "centralized")
 
 
-def local_only_table(task: base.FederatedTask, epochs: int, learning_rate: float = 1e-3,
+def local_only_table(task: federated_task.FederatedTask, epochs: int, learning_rate: float = 1e-3,
                      batch_size: int = 1024) -> pd.DataFrame:
   """Each client trains its own model on its own data and is scored on its own
   held-out ratings; the pooled row pools those per-client predictions."""

@@ -1,62 +1,64 @@
-"""The federated training loop: sample clients, run a round, release metrics,
-checkpoint; resumes from the last checkpoint of an interrupted run."""
+"""The one federated training loop of every task.
+
+Per round: sample clients (a function of (seed, round)), run `process.next`,
+stop on a non-finite loss or weight, account ε (the only place it is
+computed), evaluate every `rounds_per_eval` rounds and after the last,
+release one row of metrics to metrics.csv and TensorBoard (`round_num`
+key), checkpoint. An interrupted run resumes after its last checkpoint.
+
+Metric names (one schema for every task):
+  train/<name>          the process's client training metrics (loss, ...)
+  <part>/<name>         other process metrics (e.g. aggregator/..., finalizer/...)
+  clients               clients in the round
+  round_seconds, examples_per_second
+  privacy/epsilon, privacy/delta   with a DP aggregator
+  eval/<name>           evaluation rounds only
+"""
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping
 
 import numpy as np
-import tensorflow_federated as tff
+import tensorflow as tf
 
-from tasks import base
-from tff_movierec.training import stateful_local
+from tff_movierec.errors import ConfigError, DivergenceError
+from tff_movierec.privacy import accounting
+from tff_movierec.training.federated_run import FederatedRun
 from tff_movierec.training.managers import ExperimentManagers
-
-EvaluateFn = Callable[[Any, int], Mapping[str, float]]
 
 
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
-  """Rounds and client sampling.
+  """Rounds and the cadence of evaluation and checkpoints.
 
   Attributes:
-    total_rounds: number of rounds (>= 1).
-    clients_per_round: clients sampled uniformly without replacement per round
-      (capped at the population; >= 1).
+    total_rounds: rounds to reach (>= 1); a resumed run goes on to it.
     rounds_per_eval: evaluate every this many rounds and after the last
       (0: only after the last).
     rounds_per_checkpoint: save program state every this many rounds and
       after the last (>= 1).
-    seed: client sampling of round r depends only on (seed, r), so a resumed
-      run samples exactly as an uninterrupted one.
   """
 
   total_rounds: int = 20
-  clients_per_round: int = 10
   rounds_per_eval: int = 5
   rounds_per_checkpoint: int = 1
-  seed: int = 0
 
   def __post_init__(self):
-    if self.total_rounds < 1:
-      raise ValueError(f"--total_rounds={self.total_rounds}: must be >= 1.")
-    if self.clients_per_round < 1:
-      raise ValueError(f"--clients_per_round={self.clients_per_round}: must be >= 1.")
-    if self.rounds_per_eval < 0:
-      raise ValueError(f"--rounds_per_eval={self.rounds_per_eval}: must be >= 0.")
-    if self.rounds_per_checkpoint < 1:
-      raise ValueError(
-          f"--rounds_per_checkpoint={self.rounds_per_checkpoint}: must be >= 1.")
+    for field, minimum in (("total_rounds", 1), ("rounds_per_eval", 0),
+                           ("rounds_per_checkpoint", 1)):
+      value = getattr(self, field)
+      if value < minimum:
+        raise ConfigError(f"{field}={value}: must be >= {minimum}.", (field,))
 
+  def evaluates(self, round_num: int) -> bool:
+    return round_num == self.total_rounds or bool(
+        self.rounds_per_eval and round_num % self.rounds_per_eval == 0)
 
-def sample_clients(client_ids: Sequence[str], round_num: int, config: LoopConfig) -> list:
-  """The clients of `round_num`: a function of (seed, round_num) only."""
-  rng = np.random.default_rng([config.seed, round_num])
-  size = min(config.clients_per_round, len(client_ids))
-  return [client_ids[i] for i in sorted(rng.choice(len(client_ids), size, replace=False))]
+  def checkpoints(self, round_num: int) -> bool:
+    return round_num == self.total_rounds or round_num % self.rounds_per_checkpoint == 0
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
@@ -71,44 +73,47 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> Dict[str, f
   return flat
 
 
-class TrainingDatasets:
-  """Clients' preprocessed training datasets, built on first use and reused
-  in later rounds (the most recently used `capacity` clients are kept).
-
-  Building a dataset traces its preprocessing functions in Python, before the
-  round starts (in one profile 1.8 s of an 11.5 s round of the default study,
-  BENCHMARKS.md). A `tf.data.Dataset` is a recipe that every
-  round runs afresh in TFF's worker, so reusing it changes nothing else: a
-  shuffle without seed draws a new order each round, one with a seed the same
-  order each round, as a rebuilt dataset would.
-  """
-
-  def __init__(self, task: base.FederatedTask, capacity: int = 1000):
-    self._task = task
-    self._capacity = capacity
-    self._datasets: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
-
-  def __call__(self, clients: Sequence[str]) -> list:
-    datasets = []
-    for client in clients:
-      if client in self._datasets:
-        self._datasets.move_to_end(client)
-      else:
-        self._datasets[client] = self._task.train_preprocess(
-            self._task.train_data.create_tf_dataset_for_client(client))
-        if len(self._datasets) > self._capacity:
-          self._datasets.popitem(last=False)
-      datasets.append(self._datasets[client])
-    return datasets
+def round_metrics(process_metrics: Mapping[str, Any]) -> Dict[str, float]:
+  """The process's metrics in the loop's schema: client training metrics as
+  train/<name>, every other scalar under its path."""
+  values = {}
+  for part, value in process_metrics.items():
+    if part == "client_work" and isinstance(value, Mapping) and "train" in value:
+      values.update(flatten_metrics(value["train"], "train/"))
+    elif isinstance(value, Mapping):
+      values.update(flatten_metrics(value, f"{part}/"))
+    elif np.ndim(value) == 0:
+      values[part] = float(value)
+  return values
 
 
-def run_round(process, datasets: TrainingDatasets, state, clients: Sequence[str]):
-  """One round of `process` (see `run_training`) with `clients`' preprocessed
-  training data; returns the process's output (.state, .metrics)."""
-  datasets = datasets(clients)
-  if isinstance(process, stateful_local.StatefulLocalProcess):
-    return process.next(state, datasets, clients)
-  return process.next(state, datasets)
+def examples_in(values: Mapping[str, float]) -> float:
+  """Examples the round trained on (train/num_examples or train/examples)."""
+  for name in ("train/num_examples", "train/examples"):
+    if name in values:
+      return values[name]
+  return float("nan")
+
+
+def _check_finite(run: FederatedRun, state, values: Mapping[str, float],
+                  round_num: int) -> None:
+  loss = values.get("train/loss")
+  bad = None
+  if loss is not None and not np.isfinite(loss):
+    bad = f"the training loss is {loss}"
+  elif values.get("finalizer/update_non_finite"):
+    bad = "the aggregated model update is not finite"
+  else:
+    arrays = tf.nest.flatten(run.process.get_model_weights(state))
+    if not all(np.all(np.isfinite(np.asarray(a))) for a in arrays):
+      bad = "a model weight is not finite"
+  if bad:
+    hint = f" Likely cause: a step size too large ({run.divergence_hint})." if (
+        run.divergence_hint) else ""
+    raise DivergenceError(
+        f"Training diverged in round {round_num}: {bad}.{hint} Nothing of round "
+        f"{round_num} was saved; the last checkpoint is the last finite round's.",
+        round_num)
 
 
 def _release(managers: ExperimentManagers, values: Mapping[str, float], round_num: int):
@@ -118,78 +123,54 @@ def _release(managers: ExperimentManagers, values: Mapping[str, float], round_nu
   asyncio.run(release_all())
 
 
-def run_training(
-    process: tff.learning.templates.LearningProcess,
-    task: base.FederatedTask,
-    config: LoopConfig,
-    managers: ExperimentManagers,
-    evaluate_fn: Optional[EvaluateFn] = None,
-    round_metrics_fn: Optional[Callable[[int], Mapping[str, float]]] = None,
-) -> Any:
-  """Trains for `config.total_rounds`, resuming from the last checkpoint.
+def _summary(values: Mapping[str, float]) -> str:
+  shown = [("loss", "train/loss")] + [
+      (name[5:], name) for name in sorted(values) if name.startswith("eval/")] + [
+      ("ε", "privacy/epsilon")]
+  return "  ".join(f"{label} {values[name]:.4g}" for label, name in shown if name in values)
 
-  Args:
-    process: a learning process over preprocessed client datasets, or a
-      `stateful_local.StatefulLocalProcess` (then the program state also
-      holds every client's local weights).
-    task: provides the client data and `train_preprocess`.
-    config: rounds, sampling, evaluation and checkpoint cadence.
-    managers: checkpoint and release managers of the experiment.
-    evaluate_fn: (state, round_num) -> metrics, called every
-      `config.rounds_per_eval` rounds and after the last one.
-    round_metrics_fn: round_num -> extra metrics released with the round's
-      (e.g. the privacy budget spent so far).
+
+def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentManagers,
+                 log=logging.info) -> Any:
+  """Trains `run` to `config.total_rounds`, resuming after the last checkpoint.
 
   Returns:
-    The final learning process state.
+    The final state. Raises `DivergenceError` (after saving nothing of the
+    bad round) if a round's loss or weights are not finite.
   """
-  initial_state = process.initialize()
-  state, last_round = asyncio.run(
-      managers.program_state_manager.load_latest(initial_state))
+  initial_state = run.initial_state_fn()
+  state, last_round = asyncio.run(managers.program_state_manager.load_latest(initial_state))
   if state is None:
     state, last_round = initial_state, 0
   else:
-    logging.info("Resuming from the checkpoint of round %d.", last_round)
-  client_ids = task.train_data.client_ids
-  datasets = TrainingDatasets(task)
+    log(f"Resuming after the checkpoint of round {last_round}.")
+  if last_round > config.total_rounds:
+    raise ConfigError(
+        f"total_rounds={config.total_rounds}: the experiment already has a checkpoint of "
+        f"round {last_round}; it can only be extended.", ("total_rounds",))
   started = time.time()
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
-    output = run_round(process, datasets, state, sample_clients(client_ids, round_num, config))
-    state = output.state
+    clients = run.sampler(round_num)
+    values = {}
+    if clients:
+      output = run.process.next(state, run.client_data_fn(clients, round_num))
+      values = round_metrics(output.metrics)
+      _check_finite(run, output.state, values, round_num)
+      state = output.state
     seconds = time.time() - round_start
-    values = flatten_metrics(output.metrics)
-    examples = training_metric(values, "examples")
-    values.update({"round_seconds": seconds,
-                   "examples_per_second": examples / seconds if examples else 0.0})
-    if round_metrics_fn is not None:
-      values.update(round_metrics_fn(round_num))
-    is_last = round_num == config.total_rounds
-    if evaluate_fn is not None and (is_last or (
-        config.rounds_per_eval and round_num % config.rounds_per_eval == 0)):
-      values.update({f"eval/{k}": v for k, v in evaluate_fn(state, round_num).items()})
+    values.update({"clients": float(len(clients)), "round_seconds": seconds,
+                   "examples_per_second": examples_in(values) / seconds if clients else 0.0})
+    if run.dp is not None:
+      values["privacy/epsilon"] = accounting.epsilon(
+          run.dp.noise_multiplier, run.sampler.sampling_probability, round_num, run.dp.delta)
+      values["privacy/delta"] = run.dp.delta
+    if run.evaluate_fn is not None and config.evaluates(round_num):
+      values.update({f"eval/{k}": float(v) for k, v in run.evaluate_fn(state, round_num).items()})
     _release(managers, values, round_num)
-    if is_last or round_num % config.rounds_per_checkpoint == 0:
+    if config.checkpoints(round_num):
       asyncio.run(managers.program_state_manager.save(state, round_num))
-    done = round_num - last_round
-    eta = (time.time() - started) / done * (config.total_rounds - round_num)
-    logging.info(
-        "round %d/%d  loss %.4f  mae %.4f  %s%.1f s  %.0f examples/s  ETA %.0f s",
-        round_num, config.total_rounds, training_metric(values, "loss"),
-        training_metric(values, "mae"), _eval_summary(values), seconds,
-        values["examples_per_second"], eta)
+    eta = (time.time() - started) / (round_num - last_round) * (config.total_rounds - round_num)
+    log(f"round {round_num}/{config.total_rounds}  {_summary(values)}  "
+        f"{len(clients)} clients  {seconds:.1f} s  ETA {eta:.0f} s")
   return state
-
-
-def training_metric(values: Mapping[str, float], suffix: str) -> float:
-  """The first training metric whose name ends with /suffix (nan if none)."""
-  for name, value in values.items():
-    if name.endswith("/" + suffix) and not name.startswith("eval/"):
-      return value
-  return float("nan")
-
-
-def _eval_summary(values: Mapping[str, float]) -> str:
-  parts = [f"eval {k[5:]} {v:.4f}  " for k, v in values.items()
-           if k in ("eval/mae", "eval/rmse", "eval/r2")]
-  return "".join(parts)

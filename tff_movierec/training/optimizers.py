@@ -5,6 +5,8 @@ import dataclasses
 
 import tensorflow_federated as tff
 
+from tff_movierec.errors import ConfigError, require
+
 OPTIMIZERS = ("sgd", "adam", "adagrad", "yogi")
 
 
@@ -17,8 +19,10 @@ class OptimizerSpec:
     learning_rate: > 0.
     momentum: SGD momentum in [0, 1) (sgd only).
     beta_1, beta_2, epsilon: Adam/Yogi moments (adam, yogi only).
-    flag_prefix: prefix of the flags this spec came from, for error messages
-      (e.g. "server" for --server_optimizer / --server_learning_rate).
+    role: what the optimizer is for ("client", "server", "local"; "" for
+      none); errors name the fields "{role}_optimizer", "{role}_learning_rate",
+      "{role}_momentum", "{role}_beta_1", "{role}_beta_2" (without a role:
+      "optimizer", "learning_rate", ...).
   """
 
   name: str = "sgd"
@@ -27,23 +31,26 @@ class OptimizerSpec:
   beta_1: float = 0.9
   beta_2: float = 0.999
   epsilon: float = 1e-7
-  flag_prefix: str = ""
+  role: str = ""
+
+  def field(self, attribute: str) -> str:
+    """The config field name of `attribute` ("name" is "optimizer") for errors."""
+    attribute = "optimizer" if attribute == "name" else attribute
+    return f"{self.role}_{attribute}" if self.role else attribute
 
   def __post_init__(self):
-    prefix = f"{self.flag_prefix}_" if self.flag_prefix else ""
-    if self.name not in OPTIMIZERS:
-      raise ValueError(f"--{prefix}optimizer={self.name!r}: expected one of {OPTIMIZERS}.")
-    if self.learning_rate <= 0:
-      raise ValueError(f"--{prefix}learning_rate={self.learning_rate}: must be > 0.")
-    if not 0.0 <= self.momentum < 1.0:
-      raise ValueError(f"--{prefix}momentum={self.momentum}: must be in [0, 1).")
+    optimizer, momentum = self.field("name"), self.field("momentum")
+    require(self.name in OPTIMIZERS, optimizer, self.name, f"expected one of {OPTIMIZERS}.")
+    require(self.learning_rate > 0, self.field("learning_rate"), self.learning_rate,
+            "must be > 0.")
+    require(0.0 <= self.momentum < 1.0, momentum, self.momentum, "must be in [0, 1).")
     if self.momentum and self.name != "sgd":
-      raise ValueError(
-          f"--{prefix}momentum={self.momentum} applies only to "
-          f"--{prefix}optimizer=sgd, not {self.name!r}.")
+      raise ConfigError(
+          f"{momentum}={self.momentum!r} applies only to {optimizer}='sgd', not "
+          f"{optimizer}={self.name!r}.", (momentum, optimizer))
     for name in ("beta_1", "beta_2"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ValueError(f"--{prefix}{name}={getattr(self, name)}: must be in [0, 1).")
+      require(0.0 <= getattr(self, name) < 1.0, self.field(name), getattr(self, name),
+              "must be in [0, 1).")
 
   def build(self) -> tff.learning.optimizers.Optimizer:
     if self.name == "sgd":

@@ -26,15 +26,15 @@ a client only ever changes the rows of its own users).
 
 import collections
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import base
+from tff_movierec.training import federated_task
 from tff_movierec import privacy
-from tff_movierec.training import sparse_updates
+from tff_movierec.training import initialization, sparse_updates
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 
@@ -67,7 +67,7 @@ class StatefulLocalProcess:
   input of any server-placed computation.
   """
 
-  def __init__(self, task: base.FederatedTask,
+  def __init__(self, task: federated_task.FederatedTask,
                client_optimizer: tff.learning.optimizers.Optimizer,
                local_optimizer: tff.learning.optimizers.Optimizer,
                server_optimizer: tff.learning.optimizers.Optimizer,
@@ -102,7 +102,6 @@ class StatefulLocalProcess:
     global_type = initial_global.type_signature.result
     local_type = initial_local.type_signature.result
     dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(task.input_spec))
-    self._initial_local = initial_local
 
     @tff.tensorflow.computation(global_type, dataset_type, local_type)
     @tf.function
@@ -178,17 +177,23 @@ class StatefulLocalProcess:
     self._initialize = initialize
     self._next = next_fn
 
-  def initialize(self) -> dict:
+  def initialize(self, seed: int = 0) -> dict:
     """Server state, and every client's local weights at their initial value
-    (the checkpointed structure is fixed from the start)."""
-    return {"server": self._initialize(),
-            "local": {c: self._initial_local() for c in self._task.train_data.client_ids}}
+    (the checkpointed structure is fixed from the start); the initial global
+    and local weights are drawn from `seed`."""
+    model_fn = self._task.reconstruction_model_fn
+    server = dict(self._initialize())
+    server["model"] = initialization.seeded_model_weights(model_fn, seed)
+    local = initialization.seeded_local_weights(model_fn, seed)
+    return {"server": server, "local": {c: local for c in self._task.train_data.client_ids}}
 
-  def next(self, state: dict, datasets: Sequence[tf.data.Dataset],
-           client_ids: Sequence[str]) -> StatefulOutput:
-    """One round with `client_ids` (and their preprocessed `datasets`)."""
+  def next(self, state: dict, client_data: Sequence[Tuple[str, tf.data.Dataset]]
+           ) -> StatefulOutput:
+    """One round with the given (client id, preprocessed dataset) pairs."""
+    client_ids = [client for client, _ in client_data]
     server, sums, new_local = self._next(
-        state["server"], list(datasets), [state["local"][c] for c in client_ids])
+        state["server"], [dataset for _, dataset in client_data],
+        [state["local"][c] for c in client_ids])
     local = dict(state["local"])
     local.update(zip(client_ids, new_local))
     return StatefulOutput({"server": server, "local": local},
@@ -207,7 +212,7 @@ def finalize(sums: Dict[str, float]) -> Dict[str, float]:
       examples=examples)
 
 
-def predict(task: base.FederatedTask, model_weights, local_weights,
+def predict(task: federated_task.FederatedTask, model_weights, local_weights,
             dataset: tf.data.Dataset) -> List[np.ndarray]:
   """(y_true, y_pred) float [N] of a client's model on `dataset` (batched (x, y)).
 

@@ -1,4 +1,5 @@
-"""The contract every federated task in `tasks/` fulfils."""
+"""A federated task over a functional Keras model: client data, preprocessing,
+model, loss and metrics (the contract of the Keras-model tasks in `tasks/`)."""
 
 import dataclasses
 from typing import Any, Callable, Optional, Tuple

@@ -1,0 +1,114 @@
+"""Settings shared by several tasks: their names, and the configs built from them.
+
+Each tuple below names a group of settings; a task lists the groups it reads
+in its `TaskDefinition.reads`. The builders turn those settings into the
+library's validated configs (which raise ConfigError naming the fields).
+"""
+
+import tempfile
+from typing import Mapping, Optional
+
+from tff_movierec.data import movielens, partitions, preprocessing, synthetic
+from tff_movierec.errors import ConfigError, require
+from tff_movierec.privacy import accounting, aggregators
+from tff_movierec.training.federated_run import DpAccounting
+from tff_movierec.training.optimizers import OptimizerSpec
+
+PARTITION = ("partition", "num_clients", "dirichlet_concentration", "partition_attribute")
+CLIENT_SPEC = ("client_epochs", "client_batch_size", "shuffle_client_examples",
+               "max_client_examples")
+CLIENT_OPTIMIZER = ("client_optimizer", "client_learning_rate", "client_momentum")
+SERVER_OPTIMIZER = ("server_optimizer", "server_learning_rate", "server_beta_1",
+                    "server_beta_2")
+PRIVACY = ("aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
+           "dp_delta", "client_weighting")
+EVAL_SPLIT = ("eval_split",)
+EVAL_SPLITS = ("test", "validation")
+
+
+def partition_spec(hp: Mapping) -> partitions.PartitionSpec:
+  """Users -> clients from the partition settings."""
+  if hp["partition"] == "natural" and hp["num_clients"] is not None:
+    raise ConfigError("num_clients does not apply to partition='natural' (one client per "
+                      "user).", ("num_clients", "partition"))
+  return partitions.PartitionSpec(
+      hp["partition"], hp["num_clients"] or partitions.PartitionSpec.num_clients,
+      hp["dirichlet_concentration"], hp["partition_attribute"], hp["seed"])
+
+
+def check_clients_per_round(hp: Mapping, spec: partitions.PartitionSpec) -> None:
+  """clients_per_round must not exceed a fixed number of clients (the
+  population of `natural` partitions is checked once the data is loaded)."""
+  if spec.scheme != "natural" and hp["clients_per_round"] > spec.num_clients:
+    raise ConfigError(
+        f"clients_per_round={hp['clients_per_round']} exceeds num_clients="
+        f"{spec.num_clients}: a round cannot sample more clients than exist.",
+        ("clients_per_round", "num_clients"))
+
+
+def client_spec(hp: Mapping) -> preprocessing.ClientSpec:
+  """How a client iterates over its data in a training round."""
+  return preprocessing.ClientSpec(hp["client_epochs"], hp["client_batch_size"],
+                                  hp["shuffle_client_examples"], hp["max_client_examples"])
+
+
+def client_optimizer(hp: Mapping) -> OptimizerSpec:
+  return OptimizerSpec(hp["client_optimizer"], hp["client_learning_rate"],
+                       momentum=hp["client_momentum"], role="client")
+
+
+def server_optimizer(hp: Mapping) -> OptimizerSpec:
+  return OptimizerSpec(hp["server_optimizer"], hp["server_learning_rate"],
+                       beta_1=hp["server_beta_1"], beta_2=hp["server_beta_2"], role="server")
+
+
+def aggregator_spec(hp: Mapping) -> aggregators.AggregatorSpec:
+  """The model-update aggregator; checks dp_delta against it."""
+  spec = aggregators.AggregatorSpec(
+      hp["aggregator"], hp["noise_multiplier"], hp["clip_norm"],
+      hp["target_unclipped_quantile"], hp["clients_per_round"], hp["client_weighting"])
+  delta = hp["dp_delta"]
+  if delta is not None:
+    if not spec.is_dp:
+      raise ConfigError(f"dp_delta={delta} applies only to the DP aggregators (dp_fixed, "
+                        f"dp_adaptive), not aggregator={spec.kind!r}.", ("dp_delta", "aggregator"))
+    require(0 < delta < 1, "dp_delta", delta, "must be in (0, 1).")
+  return spec
+
+
+def dp_accounting(hp: Mapping, spec: aggregators.AggregatorSpec,
+                  population: int) -> Optional[DpAccounting]:
+  """ε accounting of a DP aggregator over `population` clients (None if not DP)."""
+  if not spec.is_dp:
+    return None
+  return DpAccounting(spec.noise_multiplier,
+                      hp["dp_delta"] or accounting.default_delta(population))
+
+
+def eval_split(hp: Mapping) -> str:
+  """'test', or 'validation': evaluate on ratings carved from the training
+  ratings (for choosing settings; the test ratings stay unseen)."""
+  require(hp["eval_split"] in EVAL_SPLITS, "eval_split", hp["eval_split"],
+          f"must be one of {EVAL_SPLITS}.")
+  return hp["eval_split"]
+
+
+def load_movielens(hp: Mapping, ratings_path: Optional[str] = None,
+                   **synthetic_kwargs) -> movielens.MovieLens:
+  """MovieLens from `data_dir` (default: the download cache), or small
+  synthetic data (with timestamps) when `use_synthetic_data`."""
+  if hp["use_synthetic_data"]:
+    with tempfile.TemporaryDirectory(prefix="tff_movierec_synthetic_") as folder:
+      return movielens.load_movielens(synthetic.write_synthetic_movielens(
+          folder, seed=hp["seed"], **synthetic_kwargs))
+  return movielens.load_movielens(hp["data_dir"], ratings_path)
+
+
+def require_fraction(hp: Mapping, name: str) -> None:
+  """Settings that are fractions of a user's ratings lie in (0, 1)."""
+  require(0 < hp[name] < 1, name, hp[name], "must be in (0, 1).")
+
+
+def learning_rates(hp: Mapping, roles=("client", "server")) -> str:
+  """The learning-rate settings named when training diverges."""
+  return ", ".join(f"{role}_learning_rate={hp[role + '_learning_rate']}" for role in roles)

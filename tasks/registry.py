@@ -1,0 +1,16 @@
+"""The registry of tasks: task name -> `definition.TaskDefinition`.
+
+Each task module in this package defines one `TASK`; this module only
+collects them. The library (`tff_movierec`) never imports `tasks`.
+"""
+
+from typing import Dict
+
+from tasks import centralized, eda, movielens_next_movie, movielens_rating, movielens_recon
+from tasks import movielens_retrieval
+from tasks.definition import TaskDefinition
+
+TASKS: Dict[str, TaskDefinition] = {
+    definition.name: definition for definition in (
+        movielens_rating.TASK, movielens_recon.TASK, movielens_retrieval.TASK,
+        movielens_next_movie.TASK, eda.TASK, centralized.TASK)}

@@ -1,0 +1,66 @@
+"""What a federated task hands the training loop (`loop.run_training`).
+
+The loop never knows a task's internals: it samples clients with `sampler`,
+turns them into the client argument of `process.next` with `client_data_fn`,
+evaluates with `evaluate_fn` and, after the last round, lets `report_fn`
+write the task's own outputs (per-client tables, exported models).
+"""
+
+import dataclasses
+from typing import Any, Callable, List, Mapping, Optional
+
+from tff_movierec.training.sampling import ClientSampler
+
+# (final state, experiment folder) -> a text summary for the console.
+ReportFn = Callable[[Any, str], str]
+# (state, round_num) -> metrics, released under "eval/".
+EvaluateFn = Callable[[Any, int], Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DpAccounting:
+  """User-level DP of the aggregator, for the loop's ε accounting.
+
+  Attributes:
+    noise_multiplier: noise std / clip norm of every round's sum.
+    delta: δ of the reported (ε, δ).
+  """
+
+  noise_multiplier: float
+  delta: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedRun:
+  """A federated task, ready to train.
+
+  Attributes:
+    process: `initialize()`, `next(state, client_data) -> output` (with
+      `.state` and `.metrics`; the training metrics under
+      `metrics["client_work"]["train"]`) and `get_model_weights(state)` (a
+      `tff.learning.models.ModelWeights` of numpy arrays): a
+      `tff.learning.templates.LearningProcess` or an object shaped like one.
+    initial_state_fn: () -> the state before round 1, with model weights
+      drawn from the task's seed (the loop also uses it as the structure of
+      checkpoints).
+    sampler: the clients of each round, a function of (seed, round).
+    client_data_fn: (client ids, round_num) -> the second argument of
+      `process.next` (e.g. their preprocessed datasets).
+    evaluate_fn: (state, round_num) -> metrics of the model, or None.
+    report_fn: (final state, experiment folder) -> console summary; writes
+      the task's own result files. None: nothing beyond metrics.csv.
+    dp: set iff the aggregator is user-level DP; the loop then reports ε.
+    divergence_hint: the settings most likely at fault if training diverges
+      (e.g. "client_learning_rate=30.0"), named in the error.
+    description: one line for logs.
+  """
+
+  process: Any
+  initial_state_fn: Callable[[], Any]
+  sampler: ClientSampler
+  client_data_fn: Callable[[List[str], int], Any]
+  evaluate_fn: Optional[EvaluateFn] = None
+  report_fn: Optional[ReportFn] = None
+  dp: Optional[DpAccounting] = None
+  divergence_hint: str = ""
+  description: str = ""
