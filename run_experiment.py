@@ -115,11 +115,11 @@ flags.DEFINE_integer("reconstruction_epochs", 1,
 # Optimizers.
 flags.DEFINE_enum("client_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
                   "Client optimizer.")
-flags.DEFINE_float("client_learning_rate", 0.05, "Client learning rate.")
+flags.DEFINE_float("client_learning_rate", 0.02, "Client learning rate.")
 flags.DEFINE_float("client_momentum", 0.0, "Client SGD momentum.")
 flags.DEFINE_enum("server_optimizer", "adam", ["sgd", "adam", "adagrad", "yogi"],
                   "Server optimizer.")
-flags.DEFINE_float("server_learning_rate", 0.01, "Server learning rate.")
+flags.DEFINE_float("server_learning_rate", 0.03, "Server learning rate.")
 flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta_1.")
 flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
 flags.DEFINE_enum("local_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
