@@ -285,7 +285,7 @@ def main(argv: List[str]) -> None:
   except (FlagError, DataError) as e:
     _fail(str(e))
   except DivergenceError as e:
-    _fail(re.sub(r"\b(\w+_learning_rate)=", r"--\1=", str(e)), code=1)
+    _fail(flag_message(e), code=1)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -6,7 +6,7 @@ library's validated configs (which raise ConfigError naming the fields).
 """
 
 import tempfile
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 from tff_movierec.data import movielens, partitions, preprocessing, synthetic
 from tff_movierec.errors import ConfigError, require
@@ -109,6 +109,6 @@ def require_fraction(hp: Mapping, name: str) -> None:
   require(0 < hp[name] < 1, name, hp[name], "must be in (0, 1).")
 
 
-def learning_rates(hp: Mapping, roles=("client", "server")) -> str:
+def learning_rates(hp: Mapping, roles=("client", "server")) -> Dict[str, float]:
   """The learning-rate settings named when training diverges."""
-  return ", ".join(f"{role}_learning_rate={hp[role + '_learning_rate']}" for role in roles)
+  return {f"{role}_learning_rate": hp[f"{role}_learning_rate"] for role in roles}

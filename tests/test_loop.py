@@ -128,11 +128,11 @@ def test_a_crash_between_release_and_checkpoint_leaves_each_round_once(tmp_path)
                                           ({2: float("inf")}, "the training loss is inf")])
 def test_divergence_stops_the_run_naming_the_round_and_keeps_the_last_good_state(
     tmp_path, losses, cause):
-  run = _run(CountingProcess(losses), divergence_hint="client_learning_rate=30.0")
+  run = _run(CountingProcess(losses), divergence_hint={"client_learning_rate": 30.0})
   with pytest.raises(DivergenceError, match=rf"round 2: {cause}\. Likely cause: a step size "
                                             r"too large \(client_learning_rate=30\.0\)") as e:
     _train(tmp_path, run, total_rounds=4)
-  assert e.value.round_num == 2
+  assert e.value.round_num == 2 and e.value.fields == ("client_learning_rate",)
   checkpoints = os.listdir(os.path.join(tmp_path, "run", "checkpoints"))
   assert checkpoints == ["program_state_1"]
   with open(os.path.join(tmp_path, "run", "metrics.csv")) as f:

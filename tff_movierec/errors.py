@@ -33,11 +33,13 @@ class DivergenceError(RuntimeError):
   Attributes:
     round_num: the round whose result was not finite (nothing from it was
       saved: the last checkpoint is the previous good round's).
+    fields: the settings named in the message as the likely cause.
   """
 
-  def __init__(self, message: str, round_num: int):
+  def __init__(self, message: str, round_num: int, fields: Sequence[str] = ()):
     super().__init__(message)
     self.round_num = round_num
+    self.fields = tuple(fields)
 
 
 class ExperimentFolderError(RuntimeError):

@@ -51,7 +51,7 @@ class FederatedRun:
       the task's own result files. None: nothing beyond metrics.csv.
     dp: set iff the aggregator is user-level DP; the loop then reports ε.
     divergence_hint: the settings most likely at fault if training diverges
-      (e.g. "client_learning_rate=30.0"), named in the error.
+      (e.g. {"client_learning_rate": 30.0}), named in the error.
     description: one line for logs.
   """
 
@@ -62,5 +62,5 @@ class FederatedRun:
   evaluate_fn: Optional[EvaluateFn] = None
   report_fn: Optional[ReportFn] = None
   dp: Optional[DpAccounting] = None
-  divergence_hint: str = ""
+  divergence_hint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ""

@@ -108,12 +108,12 @@ def _check_finite(run: FederatedRun, state, values: Mapping[str, float],
     if not all(np.all(np.isfinite(np.asarray(a))) for a in arrays):
       bad = "a model weight is not finite"
   if bad:
-    hint = f" Likely cause: a step size too large ({run.divergence_hint})." if (
-        run.divergence_hint) else ""
+    settings = ", ".join(f"{name}={value}" for name, value in run.divergence_hint.items())
+    hint = f" Likely cause: a step size too large ({settings})." if settings else ""
     raise DivergenceError(
         f"Training diverged in round {round_num}: {bad}.{hint} Nothing of round "
         f"{round_num} was saved; the last checkpoint is the last finite round's.",
-        round_num)
+        round_num, tuple(run.divergence_hint))
 
 
 def _release(managers: ExperimentManagers, values: Mapping[str, float], round_num: int):
