@@ -29,13 +29,12 @@ from absl import logging  # noqa: E402
 # KerasTensors and functional models cannot be built.
 import tensorflow as tf  # noqa: E402
 
-from tasks import registry  # noqa: E402
+from tasks import registry, runner  # noqa: E402
 from tasks.definition import Hparams, TaskDefinition  # noqa: E402
-from tff_movierec import tff_runtime  # noqa: E402
 from tff_movierec.data.download import DataError  # noqa: E402
 from tff_movierec.errors import ConfigError, DivergenceError, ExperimentFolderError  # noqa: E402
 from tff_movierec.models import rating_ffnn  # noqa: E402
-from tff_movierec.training import algorithms, loop, managers, sampling  # noqa: E402
+from tff_movierec.training import algorithms, sampling  # noqa: E402
 
 _TASK_LINES = "\n".join(f"  {name}: {task.summary}." for name, task in registry.TASKS.items())
 
@@ -234,10 +233,7 @@ def task_hparams(task: TaskDefinition) -> Hparams:
   if stray:
     raise FlagError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not read by "
                     f"--task={task.name}; it reads --{', --'.join(task.all_reads[1:])}.")
-  defaults = dict(task.defaults)
-  if FLAGS.use_synthetic_data:
-    defaults.update(task.synthetic_defaults)
-  for name, value in defaults.items():
+  for name, value in task.defaults_for(FLAGS.use_synthetic_data).items():
     if not _given(name):
       FLAGS.set_default(name, value)
   if FLAGS.use_synthetic_data:
@@ -249,27 +245,13 @@ def task_hparams(task: TaskDefinition) -> Hparams:
 
 
 def run(task: TaskDefinition, hp: Hparams) -> str:
-  """Configures (checking every flag), opens the experiment folder, runs."""
-  configs = task.configure(hp)
-  loop_config = (loop.LoopConfig(hp["total_rounds"], hp["rounds_per_eval"],
-                                 hp["rounds_per_checkpoint"]) if task.federated else None)
-  folder = managers.open_experiment(hp["root_output_dir"], hp["experiment_name"] or task.name,
-                                    hp, extendable=("total_rounds", "root_output_dir"))
-  try:
-    if not task.federated:
-      return task.run(configs, folder.output_dir)
-    tff_runtime.install()
-    federated_run = task.build(configs)
-    print(f"{task.name}: {federated_run.description}", flush=True)
-    experiment = folder.create_managers()
-    state = loop.run_training(federated_run, loop_config, experiment,
-                              log=lambda line: print(line, flush=True))
-    summary = [federated_run.report_fn(state, folder.output_dir)] if federated_run.report_fn else []
-    summary += [f"Per-round metrics: {experiment.metrics_csv}",
-                f"TensorBoard:       tensorboard --logdir {experiment.tensorboard_dir}"]
-    return "\n".join(summary)
-  finally:
-    folder.close()
+  """Runs `task` (see tasks/runner.py); returns the console summary."""
+  if not task.federated:
+    return runner.run_standalone(task, hp)
+  trained = runner.train(task, hp, log=lambda line: print(line, flush=True))
+  return "\n".join(([trained.report] if trained.report else []) + [
+      f"Per-round metrics: {trained.experiment.metrics_csv}",
+      f"TensorBoard:       tensorboard --logdir {trained.experiment.tensorboard_dir}"])
 
 
 def main(argv: List[str]) -> None:

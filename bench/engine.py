@@ -25,11 +25,10 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 import pandas as pd
 
 import run_experiment
-from tasks import common, registry
+from tasks import common, registry, runner
 from tasks.definition import Hparams
-from tff_movierec import tff_runtime
 from tff_movierec.errors import ExperimentFolderError
-from tff_movierec.training import loop, managers
+from tff_movierec.training import managers
 from tff_movierec.training.federated_run import FederatedRun
 
 
@@ -44,9 +43,9 @@ def hparams(task_name: str, settings: Mapping[str, Any]) -> Hparams:
                      f"{list(task.all_reads[1:])}.")
   values = {name: run_experiment.FLAGS[name].default for name in task.all_reads}
   values["task"] = task_name
-  values.update(task.defaults)
-  if settings.get("use_synthetic_data", values["use_synthetic_data"]):
-    values.update(task.synthetic_defaults)
+  synthetic = settings.get("use_synthetic_data", values["use_synthetic_data"])
+  values.update(task.defaults_for(synthetic))
+  if synthetic:
     given = sorted({"data_dir", "ratings_path"} & set(settings))
     if given:
       raise ValueError(f"{given} with use_synthetic_data: choose the real data or the "
@@ -95,7 +94,7 @@ def run_task(task_name: str, settings: Mapping[str, Any], log: Callable[[str], N
              evaluate: bool = True, measure: Optional[Callable[[], float]] = None
              ) -> Tuple[Any, FederatedRun, managers.ExperimentManagers]:
   """Configures, opens the experiment folder, builds and trains `task_name`
-  with `loop.run_training`, as `run_experiment.py` does.
+  with `tasks.runner.train`, as `run_experiment.py` does.
 
   Args:
     task_name, settings: see `hparams`; root_output_dir and experiment_name
@@ -111,30 +110,21 @@ def run_task(task_name: str, settings: Mapping[str, Any], log: Callable[[str], N
     (final state, the FederatedRun, its ExperimentManagers: metrics.csv,
     TensorBoard; the task's report files are in their `output_dir`).
   """
-  task = registry.TASKS[task_name]
   hp = hparams(task_name, settings)
-  configs = task.configure(hp)
-  loop_config = loop.LoopConfig(hp["total_rounds"], hp["rounds_per_eval"],
-                                hp["rounds_per_checkpoint"])
   require_fresh(task_name, settings)
-  folder = managers.open_experiment(hp["root_output_dir"], hp["experiment_name"] or task.name,
-                                    hp)
-  try:
-    tff_runtime.install()
-    federated_run = task.build(configs)
-    log(f"{task.name}: {federated_run.description}")
+
+  def adapt(federated_run: FederatedRun) -> FederatedRun:
     if not evaluate:
       federated_run = dataclasses.replace(federated_run, evaluate_fn=None, report_fn=None)
     if measure is not None:
       federated_run = dataclasses.replace(
           federated_run, process=MeteredProcess(federated_run.process, measure))
-    experiment = folder.create_managers()
-    state = loop.run_training(federated_run, loop_config, experiment, log=log)
-    if federated_run.report_fn is not None:
-      log(federated_run.report_fn(state, folder.output_dir))
-  finally:
-    folder.close()
-  return state, federated_run, experiment
+    return federated_run
+
+  trained = runner.train(registry.TASKS[task_name], hp, log=log, adapt=adapt)
+  if trained.report:
+    log(trained.report)
+  return trained.state, trained.run, trained.experiment
 
 
 def metrics(experiment: managers.ExperimentManagers) -> pd.DataFrame:

@@ -79,6 +79,10 @@ class TaskDefinition:
       raise ValueError(f"task {self.name!r}: defaults of settings it does not read: "
                        f"{sorted(unknown)}.")
 
+  def defaults_for(self, use_synthetic_data: bool) -> Dict[str, Any]:
+    """The task's defaults of shared settings, with or without synthetic data."""
+    return {**self.defaults, **(self.synthetic_defaults if use_synthetic_data else {})}
+
   @property
   def federated(self) -> bool:
     return self.build is not None
