@@ -403,6 +403,7 @@ def build(configs: NextMovieConfigs) -> FederatedRun:
       evaluate_fn=evaluate_fn,
       report_fn=report,
       dp=common.dp_accounting(hp, configs.aggregator, len(task.train_data.client_ids)),
+      loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
       description=task.description)
 

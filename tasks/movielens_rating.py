@@ -280,6 +280,7 @@ def build(configs: RatingConfigs) -> FederatedRun:
       evaluate_fn=lambda state, round_num: evaluate.pooled(state),
       report_fn=report,
       dp=common.dp_accounting(hp, configs.aggregator, len(clients)),
+      loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(
           hp, ("client", "server", "local") if task.local_layers else ("client", "server")),
       description=task.description)

@@ -200,6 +200,7 @@ def build(configs: ReconConfigs) -> FederatedRun:
       evaluate_fn=evaluate_fn,
       report_fn=report,
       dp=common.dp_accounting(hp, configs.aggregator, len(task.train)),
+      loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp, ("client", "server", "local")),
       description=task.description)
 

@@ -110,6 +110,7 @@ def build(configs: RetrievalConfigs) -> FederatedRun:
       evaluate_fn=evaluate_fn,
       report_fn=report,
       dp=common.dp_accounting(hp, configs.aggregator, len(setup.client_ids)),
+      loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
       description=(f"TFRS two-tower retrieval, {protocol.name}, {len(setup.client_ids)} "
                    f"clients ({configs.partition.scheme})"))

@@ -171,3 +171,12 @@ def test_loop_config_names_the_bad_field(field, kwargs):
   with pytest.raises(ConfigError, match=rf"^{field}=-?\d+: must be >= ") as e:
     loop.LoopConfig(**kwargs)
   assert e.value.fields == (field,)
+
+
+def test_a_finite_loss_above_the_task_bound_is_divergence(tmp_path):
+  run = _run(CountingProcess({3: 2.8e24}), loss_bound=100.0,
+             divergence_hint={"client_learning_rate": 1e6})
+  with pytest.raises(DivergenceError, match=r"round 3: the training loss is 2\.8e\+24, above "
+                                            r"100\. Likely cause: a step size too large "
+                                            r"\(client_learning_rate=1000000\.0\)"):
+    _train(tmp_path, run, total_rounds=4)

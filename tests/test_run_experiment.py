@@ -210,13 +210,16 @@ def test_resuming_with_changed_flags_is_refused_naming_them(tmp_path, capsys):
   assert open(os.path.join(output, "hparams.csv")).read() == before
 
 
-def test_divergence_stops_the_run_naming_round_and_learning_rate(tmp_path, capsys):
-  code, err = _error(tmp_path, "movielens_rating", capsys, client_learning_rate=1e9,
+@pytest.mark.parametrize("task,learning_rate", [("movielens_rating", 1e9),
+                                                ("movielens_recon", 1e6)])
+def test_divergence_stops_the_run_naming_round_and_learning_rate(tmp_path, capsys, task,
+                                                                 learning_rate):
+  code, err = _error(tmp_path, task, capsys, client_learning_rate=learning_rate,
                      total_rounds=3)
   assert code == 1
   diverged = re.search(r"Training diverged in round (\d+): ", err)
-  assert diverged and "--client_learning_rate=1000000000.0" in err, err
-  output = os.path.join(tmp_path, "movielens_rating")
+  assert diverged and f"--client_learning_rate={learning_rate}" in err, err
+  output = os.path.join(tmp_path, task)
   saved = [int(name.split("_")[-1]) for name in os.listdir(os.path.join(output, "checkpoints"))]
   assert all(version < int(diverged.group(1)) for version in saved)
   assert _rounds(output) == list(range(1, int(diverged.group(1))))

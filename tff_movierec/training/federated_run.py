@@ -7,6 +7,7 @@ write the task's own outputs (per-client tables, exported models).
 """
 
 import dataclasses
+import math
 from typing import Any, Callable, List, Mapping, Optional
 
 from tff_movierec.training.sampling import ClientSampler
@@ -50,6 +51,9 @@ class FederatedRun:
     report_fn: (final state, experiment folder) -> console summary; writes
       the task's own result files. None: nothing beyond metrics.csv.
     dp: set iff the aggregator is user-level DP; the loop then reports ε.
+    loss_bound: a training loss above it means training diverged even if it
+      is finite (e.g. an MSE of 100 on ratings from 1 to 5, which predicting
+      any constant rating stays far below).
     divergence_hint: the settings most likely at fault if training diverges
       (e.g. {"client_learning_rate": 30.0}), named in the error.
     description: one line for logs.
@@ -62,5 +66,6 @@ class FederatedRun:
   evaluate_fn: Optional[EvaluateFn] = None
   report_fn: Optional[ReportFn] = None
   dp: Optional[DpAccounting] = None
+  loss_bound: float = math.inf
   divergence_hint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ""

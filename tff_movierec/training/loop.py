@@ -1,7 +1,7 @@
 """The one federated training loop of every task.
 
 Per round: sample clients (a function of (seed, round)), run `process.next`,
-stop on a non-finite loss or weight, account ε (the only place it is
+stop on a non-finite loss or weight or a loss above the task's bound, account ε (the only place it is
 computed), evaluate every `rounds_per_eval` rounds and after the last,
 release one row of metrics to metrics.csv and TensorBoard (`round_num`
 key), checkpoint. An interrupted run resumes after its last checkpoint.
@@ -101,6 +101,8 @@ def _check_finite(run: FederatedRun, state, values: Mapping[str, float],
   bad = None
   if loss is not None and not np.isfinite(loss):
     bad = f"the training loss is {loss}"
+  elif loss is not None and loss > run.loss_bound:
+    bad = f"the training loss is {loss:.4g}, above {run.loss_bound:g}"
   elif values.get("finalizer/update_non_finite"):
     bad = "the aggregated model update is not finite"
   else:
@@ -112,7 +114,7 @@ def _check_finite(run: FederatedRun, state, values: Mapping[str, float],
     hint = f" Likely cause: a step size too large ({settings})." if settings else ""
     raise DivergenceError(
         f"Training diverged in round {round_num}: {bad}.{hint} Nothing of round "
-        f"{round_num} was saved; the last checkpoint is the last finite round's.",
+        f"{round_num} was saved; the last checkpoint is the last good round's.",
         round_num, tuple(run.divergence_hint))
 
 
