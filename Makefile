@@ -14,6 +14,8 @@ DATA_DIR ?=
 OUT ?= output/default
 ARGS ?=
 DATA_FLAG := $(if $(DATA_DIR),--data_dir=$(DATA_DIR),)
+# pip's errors only (-qq): no progress, notices or warnings.
+PIP_QUIET := -qq --disable-pip-version-check
 
 .PHONY: run test install eda centralized clean
 
@@ -23,15 +25,17 @@ $(STAMP): requirements.txt setup.py Makefile
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 9) <= v <= (3, 11); \
 	  print("Python %d.%d found; tff_movierec needs Python 3.9, 3.10 or 3.11 (tensorflow-federated 0.87). Set PYTHON=python3.11." % v, file=sys.stderr) if not ok else None; \
 	  sys.exit(0 if ok else 1)'
-	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -r requirements.txt
-	$(VPY) -m pip install --quiet --no-deps tensorflow-federated==$(TFF_VERSION)
-	$(VPY) -m pip install --quiet --no-deps -e .
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	@echo "Installing the pinned stack into $(VENV) (once; a few minutes)..."
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install $(PIP_QUIET) -r requirements.txt
+	@$(VPY) -m pip install $(PIP_QUIET) --no-deps tensorflow-federated==$(TFF_VERSION)
+	@$(VPY) -m pip install $(PIP_QUIET) --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)
+	@echo "$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)"
+	@$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)
 
 # The tests run in a private network namespace (loopback only) where possible.
 test: $(STAMP)

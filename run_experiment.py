@@ -11,15 +11,48 @@ checkpoints, resume, ε with a DP aggregator.
 
 This is the only module that reads FLAGS. The library's errors name config
 fields; `FIELD_FLAGS` below maps them to flag names, in one place.
+
+The console shows only the project's own lines: TensorFlow's C++ log, Python
+warnings and absl's INFO lines (e.g. checkpoint chatter) are silenced before
+TensorFlow is imported, unless absl's `--verbosity` (`-v`) is given: then
+everything is shown from that level on (0 = INFO, 1 = DEBUG).
 """
 
 import collections
+import logging as std_logging
 import os
 import re
 import sys
-from typing import List
+from typing import List, Sequence
+import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def _verbosity_given(argv: Sequence[str]) -> bool:
+  return any(arg.startswith(("--verbosity", "-v")) for arg in argv[1:])
+
+
+def _import_tensorflow_silently() -> None:
+  """Imports TensorFlow with file descriptor 2 (stderr) sent to /dev/null.
+
+  On import, TensorFlow 2.14's XLA writes three "Unable to register
+  cuDNN/cuFFT/cuBLAS factory" error lines, even on machines without a GPU,
+  and no log level (TF_CPP_MIN_LOG_LEVEL=3 included) hides them.
+  """
+  saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(null, 2)
+  try:
+    import tensorflow  # noqa: F401
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(null)
+
+
+QUIET = not _verbosity_given(sys.argv)
+if QUIET:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  warnings.simplefilter("ignore")
+  _import_tensorflow_silently()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -48,7 +81,7 @@ flags.DEFINE_integer(
     "Seeds everything random in a federated task: the split, the partition, each round's "
     "clients, each client's shuffle order in each round, the initial model weights and the "
     "Keras comparison models, so the same command gives the same metrics.csv. What can "
-    "still vary: round_seconds and examples_per_second, and the last digits of sums that "
+    "still vary: the speed/ columns (times), and the last digits of sums that "
     "TensorFlow's multithreaded kernels add up in a different order from run to run.")
 flags.DEFINE_bool("use_synthetic_data", False,
                   "Use small generated data (with timestamps) instead of MovieLens.")
@@ -86,8 +119,11 @@ flags.DEFINE_float("dropout", 0.2, "Dropout after each hidden layer.")
 flags.DEFINE_enum("dropout_masks", "hashed", list(rating_ffnn.DROPOUT_MASKS),
                   "hashed: keep-masks from a counter hash, the rate rounded to 1/256 (fast "
                   "in TFF); keras: tf.keras.layers.Dropout.")
-flags.DEFINE_bool("engineered_features", True,
-                  "Use user mean (client-side), movie mean and popularity (federated sum).")
+flags.DEFINE_list("drop_features", [],
+                  "Feature groups the rating network leaves out (the seed's ablation): "
+                  f"{', '.join(rating_ffnn.FEATURE_GROUPS)}. user_mean is computed on the "
+                  "client; movie_mean and popularity come from a federated sum. The user ID "
+                  "is --user_embedding.")
 
 # Training.
 flags.DEFINE_enum("algorithm", "stateful_local", list(algorithms.ALGORITHMS),
@@ -179,7 +215,7 @@ _GROUPS = collections.OrderedDict([
               "num_clients", "dirichlet_concentration", "partition_attribute",
               "ranking_protocol"]),
     ("model", ["user_embedding", "embedding_dim", "hidden_units", "dropout", "dropout_masks",
-               "engineered_features"]),
+               "drop_features"]),
     ("training", ["algorithm", "total_rounds", "clients_per_round", "client_sampling",
                   "client_epochs", "client_batch_size", "shuffle_client_examples",
                   "max_client_examples", "client_weighting", "reconstruction_epochs"]),
@@ -244,21 +280,34 @@ def task_hparams(task: TaskDefinition) -> Hparams:
   return Hparams(task.name, {name: FLAGS[name].value for name in task.all_reads})
 
 
+def tensorboard_command(root_output_dir: str) -> str:
+  """The command that shows every run under `root_output_dir`, with the
+  tensorboard of this Python's environment (e.g. .venv/bin/tensorboard)."""
+  binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+  relative = os.path.relpath(binary)
+  return f"{binary if relative.startswith('..') else relative} --logdir {root_output_dir}"
+
+
 def run(task: TaskDefinition, hp: Hparams) -> str:
-  """Runs `task` (see tasks/runner.py); returns the console summary."""
+  """Runs `task` (see tasks/runner.py); returns the console summary, its
+  headline last."""
   if not task.federated:
     return runner.run_standalone(task, hp)
   trained = runner.train(task, hp, log=lambda line: print(line, flush=True))
-  return "\n".join(([trained.report] if trained.report else []) + [
-      f"Per-round metrics: {trained.experiment.metrics_csv}",
-      f"TensorBoard:       tensorboard --logdir {trained.experiment.tensorboard_dir}"])
+  report = trained.report
+  return "\n".join([line for line in (report.text,) if line] + [
+      f"Summary and plots: {trained.summary_path}",
+      f"TensorBoard:       {tensorboard_command(hp['root_output_dir'])}"] +
+      [line for line in (report.headline,) if line])
 
 
 def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.WARNING)
-  tf.get_logger().setLevel("ERROR")
+  if QUIET:
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")
+  logging.get_absl_logger().addFilter(_CheckpointMessagesAtDebugLevel())
   task = registry.TASKS[FLAGS.task]
   try:
     print(run(task, task_hparams(task)))
@@ -268,6 +317,17 @@ def main(argv: List[str]) -> None:
     _fail(str(e))
   except DivergenceError as e:
     _fail(flag_message(e), code=1)
+
+
+class _CheckpointMessagesAtDebugLevel(std_logging.Filter):
+  """TFF logs every checkpoint save, load and removal at INFO ("Program state
+  saved: ..."); shown here only from --verbosity=1 (DEBUG) on."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno == std_logging.INFO and record.getMessage().startswith("Program state "):
+      record.levelno, record.levelname = std_logging.DEBUG, "DEBUG"
+      return logging.get_verbosity() >= logging.DEBUG
+    return True
 
 
 def _fail(message: str, code: int = 2) -> None:

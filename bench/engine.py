@@ -122,8 +122,9 @@ def run_task(task_name: str, settings: Mapping[str, Any], log: Callable[[str], N
     return federated_run
 
   trained = runner.train(registry.TASKS[task_name], hp, log=log, adapt=adapt)
-  if trained.report:
-    log(trained.report)
+  for line in (trained.report.text, trained.report.headline):
+    if line:
+      log(line)
   return trained.state, trained.run, trained.experiment
 
 

@@ -151,7 +151,7 @@ def run_federated(task, settings):
   state, run, experiment = engine.run_task(TASK, settings, log=log)
   history = []
   for _, row in engine.metrics(experiment).iterrows():
-    entry = {"round": int(row["round_num"]), "seconds": row["round_seconds"],
+    entry = {"round": int(row["round_num"]), "seconds": row["speed/round_seconds"],
              "loss": row["train/loss"], "train_hr@10_all": row["train/hr_at_10"]}
     if not pd.isna(row.get("eval/hr@10")):
       entry["test"] = {"hr@10": row["eval/hr@10"], "ndcg@10": row["eval/ndcg@10"]}

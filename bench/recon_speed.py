@@ -89,7 +89,7 @@ def main():
   timed = rows["round_num"] > args.warmup_rounds
   cpu = sum(c for c, is_timed in zip(run.process.per_round, timed) if is_timed)
   clients = rows.loc[timed, "clients"].sum()
-  seconds = rows.loc[timed, "round_seconds"].sum()
+  seconds = rows.loc[timed, "speed/round_seconds"].sum()
   os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
   jsonl_log.append_record({
       "task": TASK, "clients_per_round": engine.hparams(TASK, settings)["clients_per_round"],

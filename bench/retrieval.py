@@ -200,7 +200,7 @@ def _federated(args, settings):
       "rounds": int(test["round_num"]), "test_recall@10": test["eval/recall@10"],
       "test_ndcg@10": test["eval/ndcg@10"], "test_hr@10": test["eval/hr@10"],
       "valid_ndcg@10": float("nan"), "test_rmse": float("nan"),
-      "wall_seconds": rows["round_seconds"].sum()}
+      "wall_seconds": rows["speed/round_seconds"].sum()}
 
 
 def main(argv):

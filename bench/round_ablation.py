@@ -103,11 +103,11 @@ def _run(args, variant, root_output_dir):
     round_num = int(row["round_num"])
     jsonl_log.append_record(
         {"variant": variant, "round": round_num, "examples": int(loop.examples_in(row)),
-         "seconds": round(row["round_seconds"], 2),
-         "examples_per_s": round(row["examples_per_second"]), "worker_cpu_s": round(cpu, 2)},
+         "seconds": round(row["speed/round_seconds"], 2),
+         "examples_per_s": round(row["speed/examples_per_second"]), "worker_cpu_s": round(cpu, 2)},
         args.output)
     if round_num > 1:
-      rates.append(row["examples_per_second"])
+      rates.append(row["speed/examples_per_second"])
       cpus.append(cpu)
   return rates, cpus
 

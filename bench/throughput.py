@@ -117,10 +117,10 @@ def _federated(settings, hp, args):
   _, _, experiment = engine.run_task(TASK, settings, evaluate=False)
   rates = []
   for _, row in engine.metrics(experiment).iterrows():
-    rates.append(row["examples_per_second"])
+    rates.append(row["speed/examples_per_second"])
     jsonl_log.append_record(
         {"setting": f"federated_{args.algorithm}", "round": int(row["round_num"]),
-         "examples": int(loop.examples_in(row)), "seconds": round(row["round_seconds"], 2),
+         "examples": int(loop.examples_in(row)), "seconds": round(row["speed/round_seconds"], 2),
          "examples_per_s": round(rates[-1]), "processed_per_s": round(rates[-1] * passes)},
         args.output)
   return rates, passes

@@ -1,27 +1,36 @@
 """`eda`: a summary of the data set (counts, sparsity, histogram, genres,
-activity quantiles, demographics) as Markdown/JSON and PNG plots."""
+activity quantiles, demographics) as Markdown/JSON and PNG plots, and how
+the ratings fall into the clients of the chosen partition (ratings per
+client, each client's genre mix). The partition is computed here from all
+ratings; the federated tasks compute it from their training ratings, so
+their clients differ slightly."""
 
-import tempfile
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
+from tasks import common
 from tasks.definition import TaskDefinition
 from tff_movierec import eda
-from tff_movierec.data import synthetic
+from tff_movierec.data import features, partitions
 
 
-def configure(hp: Mapping[str, Any]) -> Mapping[str, Any]:
-  return hp
+class EdaConfigs(NamedTuple):
+  hparams: Mapping[str, Any]
+  partition: partitions.PartitionSpec
 
 
-def run(hp: Mapping[str, Any], output_dir: str) -> str:
-  if hp["use_synthetic_data"]:
-    with tempfile.TemporaryDirectory(prefix="tff_movierec_synthetic_") as folder:
-      summary = eda.run_eda(synthetic.write_synthetic_movielens(folder), output_dir)
-  else:
-    summary = eda.run_eda(hp["data_dir"], output_dir, hp["ratings_path"])
-  return f"{eda.headline(summary)}\nEDA report and plots written to {output_dir}"
+def configure(hp: Mapping[str, Any]) -> EdaConfigs:
+  return EdaConfigs(hp, common.partition_spec(hp))
+
+
+def run(configs: EdaConfigs, output_dir: str) -> str:
+  data = common.load_movielens(configs.hparams, configs.hparams["ratings_path"])
+  summary = eda.summarize(data)
+  user_to_client = partitions.partition_users(configs.partition, data.ratings, data.users,
+                                              features.genre_multi_hot(data))
+  eda.write_report(summary, output_dir, eda.client_mix(data, user_to_client))
+  return f"{eda.headline(summary)}\nEDA report and plots: {output_dir}/summary.md"
 
 
 TASK = TaskDefinition(
-    name="eda", summary="summary statistics and plots of the data set",
-    reads=("ratings_path",), configure=configure, run=run)
+    name="eda", summary="summary statistics and plots of the data set and of its clients",
+    reads=("ratings_path", "seed") + common.PARTITION, configure=configure, run=run)

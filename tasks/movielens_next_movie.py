@@ -42,7 +42,7 @@ from tff_movierec.errors import ConfigError, require
 from tff_movierec.metrics import ranking
 from tff_movierec.privacy import aggregators
 from tff_movierec.training import algorithms, federated_task, initialization
-from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.federated_run import FederatedRun, Report
 from tff_movierec.training.optimizers import OptimizerSpec
 from tff_movierec.training.round_datasets import RoundDatasets
 from tff_movierec.training.sampling import ClientSampler
@@ -383,15 +383,20 @@ def build(configs: NextMovieConfigs) -> FederatedRun:
     process.get_model_weights(state).assign_weights_to(server_model)
     return evaluate_next_movie(server_model, task)
 
-  def report(state, output_dir: str) -> str:
+  def report(state, output_dir: str) -> Report:
     process.get_model_weights(state).assign_weights_to(server_model)
     rows = {"federated": evaluate_next_movie(server_model, task),
             "popularity": evaluate_popularity(task)}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").reset_index()
     path = os.path.join(output_dir, "final_eval.csv")
     table.to_csv(path, index=False, float_format="%.4f")
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}") + (
-        f"\nFinal evaluation: {path}")
+    return Report(
+        text=(table.to_string(index=False, float_format=lambda v: f"{v:.4f}") +
+              f"\nFinal evaluation: {path}"),
+        headline=" | ".join(f"{name} HR@10 {r['hr@10']:.4f}, NDCG@10 {r['ndcg@10']:.4f}"
+                            for name, r in rows.items()),
+        comparisons={"popularity": rows["popularity"]["ndcg@10"]},
+        tables={"Final evaluation": table})
 
   return FederatedRun(
       process=process,
@@ -405,7 +410,8 @@ def build(configs: NextMovieConfigs) -> FederatedRun:
       dp=common.dp_accounting(hp, configs.aggregator, len(task.train_data.client_ids)),
       loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
-      description=task.description)
+      description=task.description,
+      key_metric="ndcg@10")
 
 
 TASK = TaskDefinition(

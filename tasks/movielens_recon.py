@@ -28,7 +28,7 @@ from tff_movierec.reconstruction.client_datasets import (
     UserDatasets, evaluation_datasets, training_datasets)
 from tff_movierec.reconstruction.evaluation import evaluate
 from tff_movierec.training import initialization, sampling
-from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.federated_run import FederatedRun, Report
 from tff_movierec.training.optimizers import OptimizerSpec
 from tff_movierec.training.sampling import ClientSampler
 
@@ -179,7 +179,7 @@ def build(configs: ReconConfigs) -> FederatedRun:
     return evaluate(evaluation_process, training.get_model_weights(state), task.eval_seen,
                     periodic_ids)
 
-  def report(state, output_dir: str) -> str:
+  def report(state, output_dir: str) -> Report:
     weights = training.get_model_weights(state)
     rows = {"seen": evaluate(evaluation_process, weights, task.eval_seen, final_ids)}
     if unseen_ids is not None:
@@ -190,7 +190,8 @@ def build(configs: ReconConfigs) -> FederatedRun:
     split = "validation" if configs.eval_split == "validation" else "held-out"
     lines = [f"{split} ratings of {r['num_clients']:.0f} {name} users: RMSE {r['rmse']:.4f}, "
              f"MAE {r['mae']:.4f}" for name, r in rows.items()]
-    return "\n".join(lines + [f"Final evaluation: {path}"])
+    return Report(text=f"Final evaluation: {path}", headline="; ".join(lines),
+                  tables={"Final evaluation": table})
 
   return FederatedRun(
       process=training,
@@ -202,7 +203,8 @@ def build(configs: ReconConfigs) -> FederatedRun:
       dp=common.dp_accounting(hp, configs.aggregator, len(task.train)),
       loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp, ("client", "server", "local")),
-      description=task.description)
+      description=task.description,
+      key_metric="rmse")
 
 
 TASK = TaskDefinition(

@@ -28,7 +28,7 @@ from tff_movierec.retrieval import export, training
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
 from tff_movierec.retrieval.experiment import MIN_HISTORY_RATING, with_validation
 from tff_movierec.training import algorithms, initialization
-from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training.federated_run import FederatedRun, Report
 from tff_movierec.training.round_datasets import RoundDatasets
 from tff_movierec.training.sampling import ClientSampler
 from tff_movierec.errors import require
@@ -93,13 +93,13 @@ def build(configs: RetrievalConfigs) -> FederatedRun:
                                       split)
     return {name[len(split) + 1:]: value for name, value in metrics.items()}
 
-  def report(state, output_dir: str) -> str:
+  def report(state, output_dir: str) -> Report:
     process.get_model_weights(state).assign_weights_to(server_model)
     export_dir = os.path.join(output_dir, "export")
     export.export_model(server_model.tfrs_model, data, export_dir,
                         MIN_HISTORY_RATING[hp["ranking_protocol"]])
-    return (f"Exported to {export_dir}; recommend with: python -m tff_movierec.recommend "
-            f"--user 1841 --k 5 --model_dir {export_dir}")
+    return Report(headline=f"Exported to {export_dir}; recommend with: python -m "
+                  f"tff_movierec.recommend --user 1841 --k 5 --model_dir {export_dir}")
 
   return FederatedRun(
       process=process,
@@ -113,7 +113,8 @@ def build(configs: RetrievalConfigs) -> FederatedRun:
       loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
       description=(f"TFRS two-tower retrieval, {protocol.name}, {len(setup.client_ids)} "
-                   f"clients ({configs.partition.scheme})"))
+                   f"clients ({configs.partition.scheme})"),
+      key_metric="ndcg@10")
 
 
 TASK = TaskDefinition(

@@ -5,7 +5,11 @@ import os
 
 import pytest
 
+import numpy as np
+
 from tff_movierec import eda
+from tff_movierec.data import features
+from tff_movierec.data.movielens import GENRES
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.synthetic import write_synthetic_movielens
 
@@ -106,14 +110,15 @@ def test_write_report_files(tiny, tmp_path):
   output = tmp_path / "out"
   paths = eda.write_report(summary, str(output))
   names = [os.path.basename(p) for p in paths]
-  assert names == ["eda_summary.md", "eda_summary.json",
+  assert names == ["summary.md", "eda_summary.json",
                    "rating_distribution.png", "genre_popularity.png",
                    "user_activity_long_tail.png", "demographics.png"]
   assert sorted(os.listdir(output)) == sorted(names)
   with open(output / "eda_summary.json") as f:
     assert json.load(f) == summary
-  markdown = (output / "eda_summary.md").read_text()
+  markdown = (output / "summary.md").read_text()
   assert "ratings: 5" in markdown and "| Drama | 4 | 2 |" in markdown
+  assert "![demographics](demographics.png)" in markdown
   for name in names[2:]:
     content = (output / name).read_bytes()
     assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 10_000
@@ -125,3 +130,14 @@ def test_run_eda_loads_summarizes_and_writes(synthetic_dir, tmp_path):
   assert os.path.isfile(tmp_path / "user_activity_long_tail.png")
   with open(tmp_path / "eda_summary.json") as f:
     assert json.load(f)["ratings"] == 1500
+
+
+def test_client_mix_counts_each_clients_ratings_and_genre_shares(tiny):
+  user_to_client = np.arange(tiny.num_users) % 2
+  counts, share = eda.client_mix(tiny, user_to_client)
+  clients = user_to_client[tiny.ratings["user"].to_numpy()]
+  assert counts.to_dict() == {"0": int((clients == 0).sum()), "1": int((clients == 1).sum())}
+  np.testing.assert_allclose(share.sum(axis=1), 1.0)
+  genres = features.genre_multi_hot(tiny)[tiny.ratings["movie"].to_numpy()][clients == 0]
+  np.testing.assert_allclose(share.loc["0"].to_numpy(), genres.sum(0) / genres.sum())
+  assert list(share.columns) == list(GENRES)

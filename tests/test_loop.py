@@ -71,7 +71,7 @@ def test_rows_have_one_schema_and_evaluations_every_n_rounds(tmp_path):
   state, rows = _train(tmp_path, _run(process), total_rounds=5)
   assert [int(r["round_num"]) for r in rows] == [1, 2, 3, 4, 5]
   assert {"train/loss", "train/num_examples", "finalizer/update_non_finite", "clients",
-          "round_seconds", "examples_per_second", "eval/w"} <= set(rows[0])
+          "speed/round_seconds", "speed/examples_per_second", "eval/w"} <= set(rows[0])
   assert [r["eval/w"] != "" for r in rows] == [False, True, False, True, True]
   assert float(rows[3]["eval/w"]) == 8.0  # 2 clients a round, 4 rounds
   assert float(rows[0]["train/loss"]) == 1.0 and float(rows[0]["clients"]) == 2.0
@@ -85,7 +85,7 @@ def test_dp_runs_report_epsilon_of_every_round(tmp_path):
   _, rows = _train(tmp_path, run, total_rounds=3)
   epsilons = [float(r["privacy/epsilon"]) for r in rows]
   assert epsilons == pytest.approx(
-      [accounting.epsilon(1.0, 2 / 6, r, 1e-3) for r in (1, 2, 3)])
+      [accounting.epsilon(1.0, 2 / 6, r, 1e-3) for r in (1, 2, 3)], rel=1e-5)  # 6 digits
   assert epsilons[0] < epsilons[1] < epsilons[2]
   assert {float(r["privacy/delta"]) for r in rows} == {1e-3}
 
@@ -180,3 +180,22 @@ def test_a_finite_loss_above_the_task_bound_is_divergence(tmp_path):
                                             r"100\. Likely cause: a step size too large "
                                             r"\(client_learning_rate=1000000\.0\)"):
     _train(tmp_path, run, total_rounds=4)
+
+
+def test_tidy_rounds_to_six_significant_digits_and_counts_to_ints():
+  tidied = loop.tidy({"train/loss": 0.123456789, "clients": 10.0, "eval/num_examples": 99.0,
+                      "speed/round_seconds": 12345.678, "eval/mae": float("nan")})
+  assert tidied["train/loss"] == 0.123457 and tidied["speed/round_seconds"] == 12345.7
+  assert tidied["clients"] == 10 and isinstance(tidied["clients"], int)
+  assert isinstance(tidied["eval/num_examples"], int)
+  assert np.isnan(tidied["eval/mae"])
+
+
+def test_every_loop_metric_has_a_description():
+  from tff_movierec.training import tensorboard
+  for name in ("train/loss", "train/mae", "eval/ndcg@10", "speed/round_seconds",
+               "speed/examples_per_second", "speed/eval_seconds", "privacy/epsilon"):
+    assert tensorboard.describe(name), name
+  assert tensorboard.describe("aggregator/clip") == ""
+  assert tensorboard.is_count("clients") and tensorboard.is_count("eval/num_examples")
+  assert not tensorboard.is_count("eval/mae")

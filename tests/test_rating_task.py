@@ -1,5 +1,8 @@
 """The rating task: federated movie statistics, examples, model, processes."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -175,3 +178,83 @@ def test_optimizer_spec_errors_name_the_role_field(kwargs, message, fields):
   assert error.value.fields == fields
   assert OptimizerSpec("adam", 0.1, role="server").role == "server"
   assert OptimizerSpec().role == ""
+
+
+_VOCABULARY = {"user": 5, "movie": 7, "gender": 2, "age": 7, "occupation": 21}
+
+
+def _batch(n=4):
+  return {"user": tf.range(n), "movie": tf.range(n), "genres": tf.ones([n, 18]),
+          "gender": tf.zeros([n], tf.int32), "age": tf.ones([n], tf.int32),
+          "occupation": tf.fill([n], 2), "user_mean": tf.fill([n], 4.0),
+          "movie_mean": tf.linspace(2.0, 5.0, n), "movie_log_count": tf.ones([n])}
+
+
+@pytest.mark.parametrize("drop, absent", [
+    (("genres",), {"genres"}),
+    (("demographics",), {"gender", "age", "occupation"}),
+    (("user_mean", "popularity"), {"user_mean", "movie_log_count"}),
+    (("movie_id",), {"movie"}),
+])
+def test_dropped_feature_groups_are_not_inputs(drop, absent):
+  config = rating_ffnn.RatingModelConfig("none", 4, (8,), 0.0, drop_features=drop)
+  model = rating_ffnn.build_rating_model(config, _VOCABULARY, 18, 3.5)
+  assert set(model.input_names) == set(rating_ffnn.input_names(config))
+  assert not absent & set(model.input_names)
+  layer_names = {layer.name for layer in model.layers}
+  assert ("movie_embedding" in layer_names) == ("movie_id" not in drop)
+  assert ("genres" in model.input_names) == ("genres" not in drop)
+
+
+def test_dropped_movie_id_leaves_no_movie_input_when_nothing_else_needs_it():
+  config = rating_ffnn.RatingModelConfig(
+      "global", 4, (8,), 0.0, drop_features=tuple(rating_ffnn.FEATURE_GROUPS))
+  assert rating_ffnn.input_names(config) == ("user",)
+
+
+def test_baseline_uses_only_the_means_in_use():
+  """With zero residual weights the output is the baseline: global mean plus
+  the offsets of the means the network reads."""
+  batch = _batch()
+  for drop, expected in [((), 4.0 + batch["movie_mean"].numpy() - 3.5),
+                         (("user_mean",), batch["movie_mean"].numpy()),
+                         (("user_mean", "movie_mean"), np.full(4, 3.5))]:
+    config = rating_ffnn.RatingModelConfig("none", 4, (8,), 0.0, drop_features=drop)
+    model = rating_ffnn.build_rating_model(config, _VOCABULARY, 18, 3.5)
+    residual = model.get_layer("rating_residual")
+    residual.set_weights([np.zeros_like(w) for w in residual.get_weights()])
+    x = {name: batch[name] for name in model.input_names}
+    np.testing.assert_allclose(model(x).numpy().reshape(-1), expected, rtol=1e-6)
+
+
+def test_every_group_dropped_learns_one_constant_rating():
+  config = rating_ffnn.RatingModelConfig(
+      "none", 4, (8,), 0.0, drop_features=tuple(rating_ffnn.FEATURE_GROUPS))
+  model = rating_ffnn.build_rating_model(config, _VOCABULARY, 18, 3.5)
+  assert model.input_names == ["movie"]
+  prediction = model({"movie": tf.constant([0, 3, 6])}).numpy().reshape(-1)
+  assert np.ptp(prediction) == 0.0
+  model.compile(tf.keras.optimizers.Adam(0.05), loss="mse")
+  model.fit(tf.zeros([64], tf.int32), tf.fill([64, 1], 4.5), epochs=60, verbose=0)
+  assert model(tf.constant([1])).numpy()[0, 0] == pytest.approx(4.5, abs=0.05)
+
+
+def test_unknown_feature_group_is_named():
+  with pytest.raises(ConfigError, match=r"^drop_features='genre': unknown group\(s\) \['genre'\]; "
+                     r"the groups are movie_id, demographics") as error:
+    rating_ffnn.RatingModelConfig(drop_features=("genre",))
+  assert error.value.fields == ("drop_features",)
+
+
+def test_comparison_progress_counts_every_training_batch(data, split, capsys):
+  from tff_movierec import progress
+  from tff_movierec.training import evaluation
+  task = _task(data, split, "none")
+  expected = evaluation.comparison_batches(task, epochs=2, batch_size=64)
+  lines = []
+  with progress.Progress("comparison", expected, "batches", log=lines.append,
+                         stream=open(os.devnull, "w")) as bar:
+    evaluation.local_only_table(task, 2, batch_size=64, progress=bar)
+    evaluation.centralized_table(task, 2, batch_size=64, progress=bar)
+  assert expected > 2 * 3
+  assert re.fullmatch(rf"comparison: {expected}/{expected} batches in \d+ s", lines[0]), lines

@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 import pandas as pd
 import psutil
 import pytest
+import tensorflow as tf
 
 import run_experiment
 from tasks import registry
@@ -35,7 +36,7 @@ SMOKE = {
                                  hidden_units=["8"], client_batch_size=16, rounds_per_eval=1),
 }
 FEDERATED = list(SMOKE)
-TIMING = {"round_seconds", "examples_per_second"}
+TIMING = {"speed/round_seconds", "speed/examples_per_second", "speed/eval_seconds"}
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +85,9 @@ def test_task_trains_resumes_after_a_crash_and_extends(tmp_path, task, monkeypat
   assert _rows(output)[-1]["eval/" + {"movielens_rating": "mae", "movielens_recon": "rmse",
                                       "movielens_retrieval": "ndcg@10",
                                       "movielens_next_movie": "hr@10"}[task]]
+  summary = open(os.path.join(output, "summary.md")).read()
+  assert "![Learning curves](learning_curves.png)" in summary
+  assert _is_png(os.path.join(output, "learning_curves.png"))
 
   # Extend to 4 rounds, crashing inside round 4 (after round 3's checkpoint).
   real_round_metrics = loop.round_metrics
@@ -107,6 +111,86 @@ def test_task_trains_resumes_after_a_crash_and_extends(tmp_path, task, monkeypat
   assert managers.read_hparams(os.path.join(output, "hparams.csv"))["total_rounds"] == "4"
 
 
+def _is_png(path):
+  with open(path, "rb") as f:
+    return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _events(folder):
+  """{tag: [(step, value or text, plugin, description)]} of a TensorBoard run folder."""
+  tags = {}
+  for name in os.listdir(folder):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+      for value in event.summary.value:
+        tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+        tags.setdefault(value.tag, []).append(
+            (event.step, tensor, value.metadata.plugin_data.plugin_name,
+             value.metadata.summary_description))
+  return tags
+
+
+def test_rating_run_writes_plots_summary_tensorboard_and_tidy_csvs(tmp_path, capsys):
+  output = _main(tmp_path, "movielens_rating")
+  out = capsys.readouterr().out
+  lines = out.strip().splitlines()
+  assert re.fullmatch(r"pooled MAE: federated \d\.\d{4} \| local-only \d\.\d{4} \| "
+                      r"centralized \d\.\d{4}; federated better than local-only on "
+                      r"\d/3 clients", lines[-1]), lines[-1]
+  command = next(line for line in lines if line.startswith("TensorBoard:")).split()[1:]
+  assert os.access(command[0], os.X_OK) and command[1:] == ["--logdir", str(tmp_path)]
+  for name in ("learning_curves.png", "per_client.png"):
+    assert _is_png(os.path.join(output, name))
+  summary = open(os.path.join(output, "summary.md")).read()
+  assert "![Per-client MAE](per_client.png)" in summary and "## Per-client table" in summary
+
+  per_client = pd.read_csv(os.path.join(output, "per_client.csv"), dtype={"client": str})
+  federated = per_client[per_client["setting"] == "federated"].set_index("client")
+  local = per_client[per_client["setting"] == "local_only"].set_index("client")
+  assert federated.loc["all", "train_examples"] == federated.loc[["0", "1", "2"],
+                                                                 "train_examples"].sum()
+  assert (federated["mae_minus_local_only"] - (federated["mae"] - local["mae"])).abs().max() < 2e-4
+
+  rows = _rows(output)
+  assert rows[0]["clients"] == "3" and rows[0]["train/examples"].isdigit()
+  for name in ("train/loss", "speed/round_seconds", "eval/mae"):
+    digits = re.sub(r"[^0-9]", "", rows[-1][name].split("e")[0]).lstrip("0")
+    assert len(digits) <= 6, (name, rows[-1][name])
+
+  board = os.path.join(output, "tensorboard")
+  assert sorted(os.listdir(board)) == ["centralized", "federated", "local-only"]
+  tags = _events(os.path.join(board, "federated"))
+  assert {"train/loss", "eval/mae", "speed/round_seconds", "speed/examples_per_second"} <= set(tags)
+  assert not {"clients", "train/examples", "eval/num_examples"} & set(tags)
+  assert "Wall time" in tags["speed/round_seconds"][0][3]
+  assert [step for step, *_ in tags["train/loss"]] == [1, 2]
+  assert any(plugin == "hparams" for values in tags.values() for *_, plugin, _ in values)
+  text = tags["report/Per-client table"][0]
+  assert text[2] == "text" and b"| federated | all |" in text[1].item()
+  comparison = _events(os.path.join(board, "local-only"))["eval/mae"]
+  assert [step for step, *_ in comparison] == [1, 2]
+  assert float(comparison[0][1]) == pytest.approx(float(local.loc["all", "mae"]), abs=1e-4)
+
+
+def test_ablation_trains_every_variant_federated_and_centralized(tmp_path, capsys):
+  output = _main(tmp_path, "movielens_ablation", **SMOKE["movielens_rating"], total_rounds=1)
+  table = pd.read_csv(os.path.join(output, "ablation.csv"))
+  assert list(table["variant"].unique()) == [
+      "all features", "no user ID", "no movie ID", "no demographics", "no genres",
+      "no user mean", "no movie mean", "no popularity", "no features"]
+  assert len(table) == 18 and set(table["setting"]) == {"federated", "centralized"}
+  assert (table[table["variant"] == "all features"]["mae_change"] == 0).all()
+  assert _is_png(os.path.join(output, "ablation.png"))
+  assert "![Feature ablation](ablation.png)" in open(os.path.join(output, "summary.md")).read()
+  none = managers.read_hparams(os.path.join(output, "no_features", "hparams.csv"))
+  assert none["user_embedding"] == "none" and none["algorithm"] == "fedavg"
+  assert none["drop_features"] == str(list(run_experiment.rating_ffnn.FEATURE_GROUPS))
+  federated = table[table["setting"] == "federated"].set_index("variant")["mae"]
+  for variant, mae in federated.items():
+    rows = _rows(os.path.join(output, variant.replace(" ", "_").lower()))
+    assert float(rows[-1]["eval/mae"]) == pytest.approx(mae, abs=1e-4)
+  assert "[9/9] no features: federated MAE" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("task", ["movielens_rating", "movielens_retrieval"])
 def test_same_command_same_metrics(tmp_path, task):
   first = _rows(_main(tmp_path, task, experiment_name="a"))
@@ -128,14 +212,19 @@ def test_retrieval_with_dp_clips_noises_and_reports_epsilon(tmp_path):
   assert 0 < epsilons[0] < epsilons[1] < epsilons[2]
   assert float(rows[0]["privacy/delta"]) == pytest.approx(1 / 3 ** 1.1)
   assert len({row["eval/ndcg@10"] for row in rows}) == 1
-  plain = _rows(_main(tmp_path, "movielens_retrieval", experiment_name="plain", **common))
+  assert _is_png(os.path.join(output, "privacy.png"))
+  assert "![Privacy spent](privacy.png)" in open(os.path.join(output, "summary.md")).read()
+  plain_output = _main(tmp_path, "movielens_retrieval", experiment_name="plain", **common)
+  plain = _rows(plain_output)
   assert len({row["eval/ndcg@10"] for row in plain}) > 1
   assert "privacy/epsilon" not in plain[0]
+  assert not os.path.exists(os.path.join(plain_output, "privacy.png"))
 
 
 @pytest.mark.parametrize("task,flag", [
     ("movielens_recon", "dropout=0.3"), ("movielens_retrieval", "baseline_epochs=1"),
-    ("eda", "client_learning_rate=0.1"), ("eda", "seed=3"),
+    ("eda", "client_learning_rate=0.1"), ("eda", "client_batch_size=64"),
+    ("movielens_ablation", "drop_features=genres"),
     ("centralized", "total_rounds=3"), ("movielens_rating", "cold_start_fraction=0.1"),
     ("movielens_next_movie", "algorithm=fedavg")])
 def test_a_flag_the_task_does_not_read_is_refused_before_anything_loads(
@@ -239,15 +328,28 @@ def _experiment_process(tmp_path, *args):
                           text=True)
 
 
-def test_clean_errors_and_successful_runs_print_no_traceback(tmp_path):
+def test_clean_errors_and_successful_runs_print_only_the_projects_lines(tmp_path):
   for args, code in ((["--test_fraction=1.5"], 2), (["--task=eda"], 0)):
     process = _experiment_process(tmp_path, *args)
     try:
-      _, err = process.communicate(timeout=300)
+      out, err = process.communicate(timeout=300)
     finally:
       process.kill()
     assert process.returncode == code, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+    if code == 0:
+      assert err == "" and out.startswith("MovieLens summary of "), (out, err)
+    else:
+      assert err.startswith("error: --test_fraction=1.5"), err
+
+
+def test_verbosity_brings_back_the_libraries_lines(tmp_path):
+  process = _experiment_process(tmp_path, "--task=eda", "--verbosity=0")
+  try:
+    _, err = process.communicate(timeout=300)
+  finally:
+    process.kill()
+  assert process.returncode == 0 and err, "TensorFlow's start-up lines are shown"
 
 
 def test_sigkill_leaves_no_worker_and_the_run_resumes_each_round_once(tmp_path):

@@ -16,14 +16,14 @@ Counting conventions:
 import datetime
 import json
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import matplotlib.ticker
+import pandas as pd
 
 from tff_movierec.data import features
+from tff_movierec.reporting import plots
 from tff_movierec.data.movielens import (AGE_LABELS, GENDERS, GENRES,
                                          OCCUPATIONS, MovieLens,
                                          load_movielens)
@@ -33,7 +33,7 @@ QUANTILES = (
     ("99%", 0.99), ("max", 1.0),
 )
 SUMMARY_JSON = "eda_summary.json"
-SUMMARY_MARKDOWN = "eda_summary.md"
+SUMMARY_MARKDOWN = plots.SUMMARY_FILE
 RATING_PLOT = "rating_distribution.png"
 GENRE_PLOT = "genre_popularity.png"
 LONG_TAIL_PLOT = "user_activity_long_tail.png"
@@ -162,8 +162,9 @@ def _table(header: List[str], rows: List[list]) -> List[str]:
   return lines + [""]
 
 
-def _markdown(summary: dict) -> str:
+def _markdown(summary: dict, images: List[str]) -> str:
   lines = ["# MovieLens EDA", "", "```", headline(summary), "```", ""]
+  lines += [f"![{os.path.splitext(name)[0]}]({name})" for name in images] + [""]
   lines += ["## Rating histogram", ""]
   lines += _table(["rating", "ratings", "share"], [
       [stars, n, f"{100 * n / summary['ratings']:.2f}%"]
@@ -182,12 +183,6 @@ def _markdown(summary: dict) -> str:
   return "\n".join(lines)
 
 
-def _new_figure(width: float, height: float) -> Figure:
-  figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
-  FigureCanvasAgg(figure)
-  return figure
-
-
 def _thousands(axis, max_ticks: int = 6) -> None:
   """Integer tick labels with thousands separators, at most ~max_ticks."""
   axis.set_major_locator(matplotlib.ticker.MaxNLocator(max_ticks, integer=True))
@@ -196,7 +191,7 @@ def _thousands(axis, max_ticks: int = 6) -> None:
 
 
 def _plot_ratings(summary: dict, path: str) -> None:
-  figure = _new_figure(6.4, 4.2)
+  figure = plots.new_figure(6.4, 4.2)
   axes = figure.add_subplot()
   stars = list(summary["rating_histogram"])
   counts = list(summary["rating_histogram"].values())
@@ -214,7 +209,7 @@ def _plot_ratings(summary: dict, path: str) -> None:
 def _plot_genres(summary: dict, path: str) -> None:
   genres = summary["genres"][::-1]  # most popular at the top
   names = [g["genre"] for g in genres]
-  figure = _new_figure(10, 5.5)
+  figure = plots.new_figure(10, 5.5)
   left, right = figure.subplots(1, 2, sharey=True)
   left.barh(names, [g["ratings"] for g in genres], color="tab:blue")
   left.set_title("Ratings per genre")
@@ -231,7 +226,7 @@ def _plot_genres(summary: dict, path: str) -> None:
 def _plot_long_tail(summary: dict, path: str) -> None:
   activity = np.asarray(summary["user_activity"])
   quantiles = summary["ratings_per_user"]
-  figure = _new_figure(6.4, 4.2)
+  figure = plots.new_figure(6.4, 4.2)
   axes = figure.add_subplot()
   axes.plot(np.arange(1, len(activity) + 1), activity, color="tab:blue")
   axes.set_yscale("log")
@@ -252,7 +247,7 @@ def _plot_long_tail(summary: dict, path: str) -> None:
 
 def _plot_demographics(summary: dict, path: str) -> None:
   demographics = summary["demographics"]
-  figure = _new_figure(12, 5.5)
+  figure = plots.new_figure(12, 5.5)
   grid = figure.add_gridspec(2, 2, width_ratios=(1, 1.6))
   panels = ((grid[0, 0], "gender"), (grid[1, 0], "age"),
             (grid[:, 1], "occupation"))
@@ -267,13 +262,44 @@ def _plot_demographics(summary: dict, path: str) -> None:
   figure.savefig(path)
 
 
-def write_report(summary: dict, output_dir: str) -> List[str]:
-  """Writes the summary as Markdown, JSON and PNG plots into `output_dir`.
+def client_mix(data: MovieLens, user_to_client: np.ndarray
+               ) -> Tuple[pd.Series, pd.DataFrame]:
+  """How the ratings fall into the clients of a user partition.
+
+  Args:
+    data: the MovieLens tables.
+    user_to_client: int [U], each user's client (see partitions.partition_users).
 
   Returns:
-    The paths written: eda_summary.md, eda_summary.json,
-    rating_distribution.png, genre_popularity.png,
-    user_activity_long_tail.png and demographics.png.
+    (ratings per client, indexed by client id "0".."K-1"; each client's share
+    of ratings per genre, one column per genre, rows summing to 1 — a rating
+    counts once for each genre of its movie, as in genre popularity).
+  """
+  clients = user_to_client[data.ratings["user"].to_numpy()]
+  num_clients = int(user_to_client.max()) + 1
+  ids = [str(k) for k in range(num_clients)]
+  counts = pd.Series(np.bincount(clients, minlength=num_clients), index=ids, name="ratings")
+  genres = features.genre_multi_hot(data)[data.ratings["movie"].to_numpy()]
+  per_genre = np.zeros((num_clients, genres.shape[1]))
+  np.add.at(per_genre, clients, genres)
+  totals = per_genre.sum(axis=1, keepdims=True)
+  share = np.divide(per_genre, totals, out=np.zeros_like(per_genre), where=totals > 0)
+  return counts, pd.DataFrame(share, index=ids, columns=list(GENRES))
+
+
+def write_report(summary: dict, output_dir: str,
+                 partition: Optional[Tuple[pd.Series, pd.DataFrame]] = None) -> List[str]:
+  """Writes the summary as Markdown (linking the plots), JSON and PNG plots.
+
+  Args:
+    summary: see `summarize`.
+    output_dir: created if needed.
+    partition: `client_mix` of a user partition, drawn as client_partition.png.
+
+  Returns:
+    The paths written: summary.md, eda_summary.json, rating_distribution.png,
+    genre_popularity.png, user_activity_long_tail.png, demographics.png
+    (and client_partition.png).
   """
   os.makedirs(output_dir, exist_ok=True)
   paths = []
@@ -282,14 +308,17 @@ def write_report(summary: dict, output_dir: str) -> List[str]:
     paths.append(os.path.join(output_dir, name))
     return paths[-1]
 
-  with open(target(SUMMARY_MARKDOWN), "w", encoding="utf-8") as f:
-    f.write(_markdown(summary))
-  with open(target(SUMMARY_JSON), "w", encoding="utf-8") as f:
-    json.dump(summary, f, indent=1)
+  markdown_path, json_path = target(SUMMARY_MARKDOWN), target(SUMMARY_JSON)
   _plot_ratings(summary, target(RATING_PLOT))
   _plot_genres(summary, target(GENRE_PLOT))
   _plot_long_tail(summary, target(LONG_TAIL_PLOT))
   _plot_demographics(summary, target(DEMOGRAPHICS_PLOT))
+  if partition is not None:
+    plots.client_partition(*partition, target(plots.CLIENT_PARTITION))
+  with open(markdown_path, "w", encoding="utf-8") as f:
+    f.write(_markdown(summary, [os.path.basename(p) for p in paths[2:]]))
+  with open(json_path, "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=1)
   return paths
 
 

@@ -16,6 +16,12 @@ numeric features and passed through Dense(256) -> Dense(128) -> Dense(1) with
 ReLU and dropout (hashed masks by default, see hashed_dropout.py); the output
 adds the numeric baseline `user_mean + movie_mean - global_mean` so that the
 network learns a residual.
+
+Feature groups (`FEATURE_GROUPS`) can be dropped, for the seed's feature
+ablation: a dropped group's inputs are not read, and a dropped mean leaves the
+baseline (global_mean stands in for it). The user ID is the `user_embedding`
+setting ("none" drops it). With every group dropped the network sees a
+constant column and learns one rating.
 """
 
 import dataclasses
@@ -28,9 +34,18 @@ from tff_movierec.models import hashed_dropout
 
 USER_EMBEDDING_MODES = ("local", "global", "none")
 USER_EMBEDDING_LAYER = "user_embedding"
-NUMERIC_FEATURES = ("user_mean", "movie_mean", "movie_log_count")
-CATEGORICAL_FEATURES = ("gender", "age", "occupation")
+DEMOGRAPHICS = ("gender", "age", "occupation")
+# Feature group -> the inputs it reads (besides the user ID, see user_embedding).
+FEATURE_GROUPS = {
+    "movie_id": ("movie",),
+    "demographics": DEMOGRAPHICS,
+    "genres": ("genres",),
+    "user_mean": ("user_mean",),
+    "movie_mean": ("movie_mean",),
+    "popularity": ("movie_log_count",),
+}
 DROPOUT_MASKS = ("hashed", "keras")
+_DTYPES = {"user": tf.int32, "movie": tf.int32, **{name: tf.int32 for name in DEMOGRAPHICS}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +62,14 @@ class RatingModelConfig:
     dropout_masks: "hashed" (`hashed_dropout.HashedDropout`: the rate rounded
       to 1/256, masks from a counter hash; 11% less CPU per TFF round) or
       "keras" (`tf.keras.layers.Dropout`, TF's sampler).
-    engineered_features: whether to use the numeric features
-      (user_mean, movie_mean, movie_log_count) and the residual baseline.
+    drop_features: feature groups (keys of FEATURE_GROUPS) left out.
   """
 
   user_embedding: str = "local"
   embedding_dim: int = 32
   hidden_units: Tuple[int, ...] = (256, 128)
   dropout: float = 0.2
-  engineered_features: bool = True
+  drop_features: Tuple[str, ...] = ()
   dropout_masks: str = "hashed"
 
   def __post_init__(self):
@@ -67,35 +81,47 @@ class RatingModelConfig:
     require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1).")
     require(self.dropout_masks in DROPOUT_MASKS, "dropout_masks", self.dropout_masks,
             f"expected one of {DROPOUT_MASKS}.")
+    unknown = sorted(set(self.drop_features) - set(FEATURE_GROUPS))
+    require(not unknown, "drop_features", ",".join(self.drop_features),
+            f"unknown group(s) {unknown}; the groups are {', '.join(FEATURE_GROUPS)}.")
+
+  def uses(self, group: str) -> bool:
+    """Whether the network reads feature group `group` (see FEATURE_GROUPS)."""
+    return group not in self.drop_features
 
 
 class BaselinePlusResidual(tf.keras.layers.Layer):
-  """[B, 1] residual -> residual + user_mean + movie_mean - global_mean, or
-  residual + global_mean without the engineered features. No weights."""
+  """[B, 1] residual (and the [B] means in use) -> residual + global_mean +
+  sum over the means of (mean - global_mean). No weights."""
 
-  def __init__(self, global_mean: float, engineered_features: bool, **kwargs):
+  def __init__(self, global_mean: float, **kwargs):
     super().__init__(**kwargs)
     self.global_mean = float(global_mean)
-    self.engineered_features = engineered_features
 
   def call(self, inputs):
-    if not self.engineered_features:
-      return inputs[0] + self.global_mean
-    residual, user_mean, movie_mean = inputs
-    return residual + tf.expand_dims(user_mean + movie_mean - self.global_mean, -1)
+    residual, means = inputs[0], inputs[1:]
+    baseline = self.global_mean + sum(mean - self.global_mean for mean in means)
+    return residual + (tf.expand_dims(baseline, -1) if means else baseline)
 
   def get_config(self):
-    return dict(super().get_config(), global_mean=self.global_mean,
-                engineered_features=self.engineered_features)
+    return dict(super().get_config(), global_mean=self.global_mean)
+
+
+class ConstantColumn(tf.keras.layers.Layer):
+  """[B] -> float32 [B, 1] of ones: the only feature when every group is
+  dropped (the next Dense layer's weights then learn a constant)."""
+
+  def call(self, inputs):
+    return tf.ones_like(tf.expand_dims(tf.cast(inputs, tf.float32), -1))
 
 
 def input_names(config: RatingModelConfig) -> Tuple[str, ...]:
-  names = ("movie", "genres") + CATEGORICAL_FEATURES
-  if config.user_embedding != "none":
-    names = ("user",) + names
-  if config.engineered_features:
-    names += NUMERIC_FEATURES
-  return names
+  """The inputs the network reads (a subset of the module docstring's)."""
+  names = ("user",) if config.user_embedding != "none" else ()
+  for group, inputs in FEATURE_GROUPS.items():
+    if config.uses(group):
+      names += inputs
+  return names or ("movie",)
 
 
 def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, int],
@@ -110,40 +136,40 @@ def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, in
     global_mean: mean training rating, the constant of the residual baseline
       (a public aggregate).
   """
-  inputs = {
-      "movie": tf.keras.Input(shape=(), dtype=tf.int32, name="movie"),
-      "genres": tf.keras.Input(shape=(num_genres,), dtype=tf.float32, name="genres"),
-  }
-  for name in CATEGORICAL_FEATURES:
-    inputs[name] = tf.keras.Input(shape=(), dtype=tf.int32, name=name)
+  names = input_names(config)
+  inputs = {name: tf.keras.Input(shape=(num_genres,) if name == "genres" else (),
+                                 dtype=_DTYPES.get(name, tf.float32), name=name)
+            for name in names}
   dim = config.embedding_dim
-  parts = [
-      tf.keras.layers.Embedding(vocabulary_sizes["movie"], dim, name="movie_embedding")(
-          inputs["movie"]),
-      inputs["genres"],
-  ]
-  for name in CATEGORICAL_FEATURES:
-    width = min(8, vocabulary_sizes[name])
-    parts.append(tf.keras.layers.Embedding(
-        vocabulary_sizes[name], width, name=f"{name}_embedding")(inputs[name]))
+  parts = []
   if config.user_embedding != "none":
-    inputs["user"] = tf.keras.Input(shape=(), dtype=tf.int32, name="user")
     parts.append(tf.keras.layers.Embedding(
         vocabulary_sizes["user"], dim, name=USER_EMBEDDING_LAYER,
         embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.01))(
             inputs["user"]))
-  if config.engineered_features:
-    for name in NUMERIC_FEATURES:
-      inputs[name] = tf.keras.Input(shape=(), dtype=tf.float32, name=name)
-      parts.append(tf.keras.layers.Reshape((1,), name=f"{name}_column")(inputs[name]))
-  hidden = tf.keras.layers.Concatenate(name="fused_features")(parts)
+  if config.uses("movie_id"):
+    parts.append(tf.keras.layers.Embedding(vocabulary_sizes["movie"], dim,
+                                           name="movie_embedding")(inputs["movie"]))
+  if config.uses("genres"):
+    parts.append(inputs["genres"])
+  if config.uses("demographics"):
+    for name in DEMOGRAPHICS:
+      width = min(8, vocabulary_sizes[name])
+      parts.append(tf.keras.layers.Embedding(
+          vocabulary_sizes[name], width, name=f"{name}_embedding")(inputs[name]))
+  numeric = [name for name in ("user_mean", "movie_mean", "movie_log_count") if name in inputs]
+  for name in numeric:
+    parts.append(tf.keras.layers.Reshape((1,), name=f"{name}_column")(inputs[name]))
+  if not parts:
+    parts.append(ConstantColumn(name="constant")(inputs["movie"]))
+  hidden = (tf.keras.layers.Concatenate(name="fused_features")(parts) if len(parts) > 1
+            else parts[0])
   dropout = (hashed_dropout.HashedDropout if config.dropout_masks == "hashed"
              else tf.keras.layers.Dropout)
   for index, units in enumerate(config.hidden_units):
     hidden = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
     hidden = dropout(config.dropout, name=f"dropout_{index}")(hidden)
   residual = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
-  baseline = BaselinePlusResidual(global_mean, config.engineered_features, name="rating")
-  output = baseline([residual, inputs["user_mean"], inputs["movie_mean"]]
-                    if config.engineered_features else [residual])
+  means = [inputs[name] for name in ("user_mean", "movie_mean") if name in inputs]
+  output = BaselinePlusResidual(global_mean, name="rating")([residual] + means)
   return tf.keras.Model(inputs=inputs, outputs=output, name="rating_ffnn")

@@ -2,15 +2,23 @@
 
 Every table has one row per client plus a row `all` (every client's held-out
 ratings pooled) and the columns `client, mae, mape, r2, mse, rmse,
-num_examples` and `setting` (`federated`, `local_only` or `centralized`).
+num_examples` and `setting` (`federated`, `local_only` or `centralized`);
+`per_client_table` joins them and adds each client's training ratings and
+the difference to local-only training.
+
+The comparison models (local-only, centralized) advance an optional
+`progress.Progress` by one unit per training batch; `comparison_batches`
+gives the total.
 """
 
-from typing import Any, Callable, Dict, List, NamedTuple
+import math
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tff_movierec import progress as progress_lib
 from tff_movierec.training import federated_task
 from tff_movierec.data import preprocessing
 from tff_movierec.metrics import rating as rating_metrics
@@ -19,6 +27,7 @@ from tff_movierec.training.loop import flatten_metrics
 
 COLUMNS = ("setting", "client", "mae", "mape", "r2", "mse", "rmse", "num_examples")
 POOLED = "all"
+COMPARISON_BATCH_SIZE = 1024
 
 
 def _metric_values(flat: Dict[str, float]) -> Dict[str, float]:
@@ -137,7 +146,22 @@ def _train_dataset(task: federated_task.FederatedTask, client_ids: List[str]) ->
   return federated_task.keras_dataset(task.train_data, task.eval_preprocess, client_ids)
 
 
-def _fit(task, client_ids, epochs, learning_rate, batch_size):
+def train_examples(task: federated_task.FederatedTask) -> Dict[str, int]:
+  """{client: its number of training examples}."""
+  return {c: int(task.train_data.create_tf_dataset_for_client(c).cardinality())
+          for c in task.train_data.client_ids}
+
+
+def comparison_batches(task: federated_task.FederatedTask, epochs: int,
+                       batch_size: int = COMPARISON_BATCH_SIZE) -> int:
+  """Training batches of `local_only_table` plus `centralized_table`."""
+  counts = train_examples(task).values()
+  return epochs * (sum(math.ceil(n / batch_size) for n in counts) +
+                   math.ceil(sum(counts) / batch_size))
+
+
+def _fit(task, client_ids, epochs, learning_rate, batch_size,
+         progress: Optional[progress_lib.Progress]):
   # TFF builds Keras models inside temporary graphs; a fresh Keras session
   # keeps those from leaking into this eager model.
   tf.keras.backend.clear_session()
@@ -145,24 +169,48 @@ def _fit(task, client_ids, epochs, learning_rate, batch_size):
   model.compile(tf.keras.optimizers.Adam(learning_rate), loss=task.loss_fn())
   dataset = _train_dataset(task, client_ids).unbatch()
   dataset = dataset.shuffle(100_000, seed=0).batch(batch_size)
-  model.fit(dataset, epochs=epochs, verbose=0)
+  callbacks = [progress_lib.KerasProgress(progress)] if progress is not None else []
+  model.fit(dataset, epochs=epochs, verbose=0, callbacks=callbacks)
   return model
 
 
-def centralized_table(task: federated_task.FederatedTask, epochs: int, learning_rate: float = 1e-3,
-                      batch_size: int = 1024) -> pd.DataFrame:
+def centralized_table(task: federated_task.FederatedTask, epochs: int,
+                      learning_rate: float = 1e-3, batch_size: int = COMPARISON_BATCH_SIZE,
+                      progress: Optional[progress_lib.Progress] = None) -> pd.DataFrame:
   """One model trained on all clients' pooled training data (no federation)."""
   client_ids = task.train_data.client_ids
-  model = _fit(task, client_ids, epochs, learning_rate, batch_size)
+  model = _fit(task, client_ids, epochs, learning_rate, batch_size, progress)
   return _table(_rows({c: _predictions(model, task, c) for c in client_ids}), "centralized")
 
 
-def local_only_table(task: federated_task.FederatedTask, epochs: int, learning_rate: float = 1e-3,
-                     batch_size: int = 1024) -> pd.DataFrame:
+def local_only_table(task: federated_task.FederatedTask, epochs: int,
+                     learning_rate: float = 1e-3, batch_size: int = COMPARISON_BATCH_SIZE,
+                     progress: Optional[progress_lib.Progress] = None) -> pd.DataFrame:
   """Each client trains its own model on its own data and is scored on its own
   held-out ratings; the pooled row pools those per-client predictions."""
   predictions = {}
   for client in task.train_data.client_ids:
-    model = _fit(task, [client], epochs, learning_rate, batch_size)
+    model = _fit(task, [client], epochs, learning_rate, batch_size, progress)
     predictions[client] = _predictions(model, task, client)
   return _table(_rows(predictions), "local_only")
+
+
+def per_client_table(tables: Sequence[pd.DataFrame],
+                     train_counts: Dict[str, int]) -> pd.DataFrame:
+  """The settings' tables, one after the other, with two more columns:
+  `train_examples` (the client's training ratings; all clients' on the pooled
+  row) and `mae_minus_local_only` (this row's MAE minus the local-only MAE of
+  the same client: negative = better than training alone; empty without a
+  local-only table)."""
+  table = pd.concat(tables, ignore_index=True)
+  counts = dict(train_counts, **{POOLED: sum(train_counts.values())})
+  table.insert(2, "train_examples", table["client"].map(counts).astype(int))
+  local = table[table["setting"] == "local_only"].set_index("client")["mae"]
+  table["mae_minus_local_only"] = table["mae"] - table["client"].map(local)
+  return table
+
+
+def better_than_local_only(table: pd.DataFrame, setting: str = "federated") -> tuple:
+  """(clients where `setting` has a lower MAE than local-only, clients)."""
+  rows = table[(table["setting"] == setting) & (table["client"] != POOLED)]
+  return int((rows["mae_minus_local_only"] < 0).sum()), len(rows)

@@ -10,10 +10,33 @@ import dataclasses
 import math
 from typing import Any, Callable, List, Mapping, Optional
 
+import pandas as pd
+
 from tff_movierec.training.sampling import ClientSampler
 
-# (final state, experiment folder) -> a text summary for the console.
-ReportFn = Callable[[Any, str], str]
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """What a task reports after its last round.
+
+  Attributes:
+    text: the console summary (a few lines; full tables go to files).
+    headline: one line with the run's main finding, printed last.
+    comparisons: {model name: its final value of the run's key metric}, e.g.
+      {"local-only": 0.717}: drawn beside the federated curve.
+    tables: {name: table} for summary.md and TensorBoard's Text dashboard.
+    images: {caption: path of a PNG the task wrote}, linked from summary.md.
+  """
+
+  text: str = ""
+  headline: str = ""
+  comparisons: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  tables: Mapping[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+  images: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# (final state, experiment folder) -> the task's report.
+ReportFn = Callable[[Any, str], Report]
 # (state, round_num) -> metrics, released under "eval/".
 EvaluateFn = Callable[[Any, int], Mapping[str, float]]
 
@@ -48,8 +71,12 @@ class FederatedRun:
     client_data_fn: (client ids, round_num) -> the second argument of
       `process.next` (e.g. their preprocessed datasets).
     evaluate_fn: (state, round_num) -> metrics of the model, or None.
-    report_fn: (final state, experiment folder) -> console summary; writes
-      the task's own result files. None: nothing beyond metrics.csv.
+    report_fn: (final state, experiment folder) -> `Report`; writes the
+      task's own result files. None: nothing beyond metrics.csv.
+    key_metric: the evaluation metric that the learning curves and the
+      HParams dashboard lead with (e.g. "mae"; released as eval/<key_metric>).
+    report_examples: training examples the report will process (e.g. its
+      comparison models' epochs), so that the run's ETA can include them.
     dp: set iff the aggregator is user-level DP; the loop then reports ε.
     loss_bound: a training loss above it means training diverged even if it
       is finite (e.g. an MSE of 100 on ratings from 1 to 5, which predicting
@@ -69,3 +96,5 @@ class FederatedRun:
   loss_bound: float = math.inf
   divergence_hint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ""
+  key_metric: str = "loss"
+  report_examples: int = 0

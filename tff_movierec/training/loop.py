@@ -6,13 +6,21 @@ computed), evaluate every `rounds_per_eval` rounds and after the last,
 release one row of metrics to metrics.csv and TensorBoard (`round_num`
 key), checkpoint. An interrupted run resumes after its last checkpoint.
 
-Metric names (one schema for every task):
+Metric names (one schema for every task; `tensorboard.DESCRIPTIONS` says
+what each means, with its unit):
   train/<name>          the process's client training metrics (loss, ...)
   <part>/<name>         other process metrics (e.g. aggregator/..., finalizer/...)
   clients               clients in the round
-  round_seconds, examples_per_second
+  speed/round_seconds, speed/examples_per_second, speed/eval_seconds
   privacy/epsilon, privacy/delta   with a DP aggregator
   eval/<name>           evaluation rounds only
+Values are released rounded to 6 significant digits, counts as integers.
+
+The console gets one line per round: the training loss, the evaluation's
+leading metrics, ε, the round's time and an ETA for the whole run (the
+remaining rounds at their mean time, plus the report's `report_examples` at
+the rounds' rate of examples per second: an estimate until the report's own
+progress bar takes over).
 """
 
 import asyncio
@@ -27,7 +35,10 @@ import tensorflow as tf
 from tff_movierec.errors import ConfigError, DivergenceError
 from tff_movierec.privacy import accounting
 from tff_movierec.training.federated_run import FederatedRun
+from tff_movierec.training import tensorboard
 from tff_movierec.training.managers import ExperimentManagers
+# Evaluation metrics shown on the console after the run's key metric.
+_CONSOLE_EVAL = ("mae", "rmse", "r2", "ndcg@10", "recall@10", "hr@10")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +129,13 @@ def _check_finite(run: FederatedRun, state, values: Mapping[str, float],
         round_num, tuple(run.divergence_hint))
 
 
+def tidy(values: Mapping[str, float]) -> Dict[str, Any]:
+  """Counts as ints, other values rounded to 6 significant digits."""
+  return {name: (int(round(value)) if tensorboard.is_count(name) and np.isfinite(value)
+                 else float(f"{value:.6g}"))
+          for name, value in values.items()}
+
+
 def _release(managers: ExperimentManagers, values: Mapping[str, float], round_num: int):
   async def release_all():
     await asyncio.gather(*[m.release(dict(values), key=round_num)
@@ -125,11 +143,15 @@ def _release(managers: ExperimentManagers, values: Mapping[str, float], round_nu
   asyncio.run(release_all())
 
 
-def _summary(values: Mapping[str, float]) -> str:
+def _summary(values: Mapping[str, float], key_metric: str) -> str:
+  evaluated = [key_metric] + [name for name in _CONSOLE_EVAL if name != key_metric]
   shown = [("loss", "train/loss")] + [
-      (name[5:], name) for name in sorted(values) if name.startswith("eval/")] + [
-      ("ε", "privacy/epsilon")]
+      (name, f"eval/{name}") for name in evaluated] + [("ε", "privacy/epsilon")]
   return "  ".join(f"{label} {values[name]:.4g}" for label, name in shown if name in values)
+
+
+def _eta(seconds: float) -> str:
+  return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentManagers,
@@ -151,6 +173,7 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
         f"total_rounds={config.total_rounds}: the experiment already has a checkpoint of "
         f"round {last_round}; it can only be extended.", ("total_rounds",))
   started = time.time()
+  trained_examples = 0.0
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
     clients = run.sampler(round_num)
@@ -161,18 +184,26 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
       _check_finite(run, output.state, values, round_num)
       state = output.state
     seconds = time.time() - round_start
-    values.update({"clients": float(len(clients)), "round_seconds": seconds,
-                   "examples_per_second": examples_in(values) / seconds if clients else 0.0})
+    examples = examples_in(values) if clients else 0.0
+    trained_examples += examples if np.isfinite(examples) else 0.0
+    values.update({"clients": float(len(clients)), "speed/round_seconds": seconds,
+                   "speed/examples_per_second": examples / seconds if clients else 0.0})
     if run.dp is not None:
       values["privacy/epsilon"] = accounting.epsilon(
           run.dp.noise_multiplier, run.sampler.sampling_probability, round_num, run.dp.delta)
       values["privacy/delta"] = run.dp.delta
     if run.evaluate_fn is not None and config.evaluates(round_num):
+      eval_start = time.time()
       values.update({f"eval/{k}": float(v) for k, v in run.evaluate_fn(state, round_num).items()})
+      values["speed/eval_seconds"] = time.time() - eval_start
+    values = tidy(values)
     _release(managers, values, round_num)
     if config.checkpoints(round_num):
       asyncio.run(managers.program_state_manager.save(state, round_num))
-    eta = (time.time() - started) / (round_num - last_round) * (config.total_rounds - round_num)
-    log(f"round {round_num}/{config.total_rounds}  {_summary(values)}  "
-        f"{len(clients)} clients  {seconds:.1f} s  ETA {eta:.0f} s")
+    elapsed = time.time() - started
+    eta = elapsed / (round_num - last_round) * (config.total_rounds - round_num)
+    if run.report_examples and trained_examples:
+      eta += run.report_examples * elapsed / trained_examples
+    log(f"round {round_num}/{config.total_rounds}  {_summary(values, run.key_metric)}  "
+        f"{len(clients)} clients  {time.time() - round_start:.1f} s  run ETA {_eta(eta)}")
   return state

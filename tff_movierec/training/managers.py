@@ -4,7 +4,8 @@ Layout under `root_output_dir/experiment_name/`:
   .lock             held (flock) by the run using the folder
   hparams.csv       the settings the run reads (one row)
   metrics.csv       one row per round, key `round_num` (tff.program.CSVFileReleaseManager)
-  tensorboard/      event files (tff.program.TensorBoardReleaseManager)
+  tensorboard/      event files, a sub-folder per TensorBoard run (see tensorboard.py)
+  summary.md        the run's summary, with its plots (*.png) beside it
   checkpoints/      program state (tff.program.FileProgramStateManager)
 
 `open_experiment` does every check that needs no data, so a run that cannot
@@ -18,11 +19,12 @@ import csv
 import dataclasses
 import fcntl
 import os
-from typing import Any, Dict, List, Mapping, Sequence, TextIO
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO
 
 import tensorflow_federated as tff
 
 from tff_movierec.errors import ExperimentFolderError
+from tff_movierec.training import tensorboard
 
 HPARAMS_FILE = "hparams.csv"
 LOCK_FILE = ".lock"
@@ -35,6 +37,7 @@ class ExperimentManagers:
   output_dir: str
   program_state_manager: tff.program.FileProgramStateManager
   release_managers: List[tff.program.ReleaseManager]
+  tensorboard_run: Optional[tensorboard.FederatedRunWriter] = None
 
   @property
   def metrics_csv(self) -> str:
@@ -98,12 +101,12 @@ class ExperimentFolder:
     output_dir = self.output_dir
     state_manager = tff.program.FileProgramStateManager(
         os.path.join(output_dir, "checkpoints"), keep_total=keep_checkpoints)
-    managers = ExperimentManagers(output_dir, state_manager, [])
-    managers.release_managers.extend([
-        tff.program.CSVFileReleaseManager(managers.metrics_csv, key_fieldname="round_num"),
-        tff.program.TensorBoardReleaseManager(managers.tensorboard_dir),
-    ])
-    return managers
+    tensorboard_run = tensorboard.FederatedRunWriter(
+        os.path.join(output_dir, "tensorboard"), skip=tensorboard.is_count)
+    csv_manager = tff.program.CSVFileReleaseManager(
+        os.path.join(output_dir, "metrics.csv"), key_fieldname="round_num")
+    return ExperimentManagers(output_dir, state_manager, [csv_manager, tensorboard_run],
+                              tensorboard_run)
 
   def close(self) -> None:
     """Releases the folder's lock."""

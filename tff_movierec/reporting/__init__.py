@@ -1,0 +1,1 @@
+"""Plots and Markdown summaries of a run's result tables."""
