@@ -197,6 +197,19 @@ flags.DEFINE_integer("final_eval_clients", None,
                      "movielens_recon: users in the final evaluation (a fixed random subset; "
                      "default all).")
 
+# Federated EASE.
+flags.DEFINE_float("ease_l2", 1000.0,
+                   "movielens_ease: EASE's λ (1000 was chosen on the recbole_ml1m validation "
+                   "split for centralized EASE).")
+flags.DEFINE_float("ease_dropout", 0.0,
+                   "movielens_ease: EDLAE's dropout p (0: EASE): the diagonal of the Gram "
+                   "matrix, scaled by p / (1 - p), is added to the regularization.")
+flags.DEFINE_integer("max_user_history", None,
+                     "movielens_ease: interactions each user contributes to the Gram matrix "
+                     "(a random subset; default all). Required with --aggregator=dp_fixed: "
+                     "it bounds one user's contribution, so the noise std is "
+                     "noise_multiplier * max_user_history.")
+
 # Evaluation.
 flags.DEFINE_integer("rounds_per_eval", 5,
                      "Evaluate every this many rounds and after the last (0: only after the "
@@ -227,6 +240,7 @@ _GROUPS = collections.OrderedDict([
     ("reconstruction", ["reconstruction_steps", "post_reconstruction_steps",
                         "reconstruction_l2", "server_weight_decay", "cold_start_fraction",
                         "eval_clients", "final_eval_clients"]),
+    ("ease", ["ease_l2", "ease_dropout", "max_user_history"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
     ("output", ["root_output_dir", "rounds_per_checkpoint"]),
 ])

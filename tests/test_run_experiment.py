@@ -20,6 +20,7 @@ import tensorflow as tf
 import run_experiment
 from tasks import registry
 from tff_movierec.errors import ConfigError
+from tff_movierec.privacy import accounting
 from tff_movierec.training import loop, managers
 
 FLAGS = flags.FLAGS
@@ -34,6 +35,7 @@ SMOKE = {
                                 client_batch_size=16, rounds_per_eval=1),
     "movielens_next_movie": dict(num_clients=3, clients_per_round=3, embedding_dim=4,
                                  hidden_units=["8"], client_batch_size=16, rounds_per_eval=1),
+    "movielens_ease": dict(num_clients=3, rounds_per_eval=1),
 }
 FEDERATED = list(SMOKE)
 TIMING = {"speed/round_seconds", "speed/examples_per_second", "speed/eval_seconds"}
@@ -81,10 +83,12 @@ def test_task_trains_resumes_after_a_crash_and_extends(tmp_path, task, monkeypat
   assert set(hparams) == set(registry.TASKS[task].all_reads)  # only what the task reads
   assert os.listdir(os.path.join(output, "tensorboard"))
   assert "program_state_2" in os.listdir(os.path.join(output, "checkpoints"))
-  assert all(row["train/loss"] for row in _rows(output))
+  assert all(any(row[name] for name in row if name.startswith("train/"))
+             for row in _rows(output))
   assert _rows(output)[-1]["eval/" + {"movielens_rating": "mae", "movielens_recon": "rmse",
                                       "movielens_retrieval": "ndcg@10",
-                                      "movielens_next_movie": "hr@10"}[task]]
+                                      "movielens_next_movie": "hr@10",
+                                      "movielens_ease": "ndcg@10"}[task]]
   summary = open(os.path.join(output, "summary.md")).read()
   assert "![Learning curves](learning_curves.png)" in summary
   assert _is_png(os.path.join(output, "learning_curves.png"))
@@ -127,6 +131,18 @@ def _events(folder):
             (event.step, tensor, value.metadata.plugin_data.plugin_name,
              value.metadata.summary_description))
   return tags
+
+
+def test_ease_with_dp_reports_the_epsilon_of_one_gaussian_release_per_round(tmp_path, capsys):
+  output = _main(tmp_path, "movielens_ease", aggregator="dp_fixed", noise_multiplier=2.0,
+                 max_user_history=10, dp_delta=1e-5)
+  epsilons = [float(row["privacy/epsilon"]) for row in _rows(output)]
+  assert epsilons == pytest.approx([accounting.epsilon(2.0, 1.0, r, 1e-5) for r in (1, 2)],
+                                   rel=1e-5)
+  assert "federated EASE" in capsys.readouterr().out.strip().splitlines()[-1]
+  code, err = _error(tmp_path, "movielens_ease", capsys, aggregator="dp_fixed",
+                     noise_multiplier=2.0, experiment_name="uncapped")
+  assert code == 2 and "--max_user_history" in err, err
 
 
 def test_rating_run_writes_plots_summary_tensorboard_and_tidy_csvs(tmp_path, capsys):

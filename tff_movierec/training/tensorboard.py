@@ -24,7 +24,7 @@ from tff_movierec.reporting import plots
 FEDERATED_RUN = "federated"
 # Metrics that count things (by their last name part): integers in
 # metrics.csv, not charted in TensorBoard.
-COUNT_NAMES = ("clients", "num_examples", "examples", "num_clients")
+COUNT_NAMES = ("clients", "num_examples", "examples", "num_clients", "users", "num_users")
 # Metric name (or its prefix up to "/") -> description (TensorBoard shows it
 # under the chart). Units in brackets.
 DESCRIPTIONS = {
