@@ -21,8 +21,8 @@ from tff_movierec.baselines.ease import ease_weights
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.metrics import protocols
 
-REGS = (250.0, 500.0, 1000.0, 2000.0)
-DROPOUTS = (0.0, 0.1, 0.2, 0.33, 0.5)
+REGS = "250,500,1000,2000"
+DROPOUTS = "0,0.1,0.2,0.33,0.5"
 
 
 def main():
@@ -30,7 +30,11 @@ def main():
   parser.add_argument("--data_dir", required=True)
   parser.add_argument("--output", required=True, help="JSON-lines file (appended).")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--regs", default=REGS, help="comma-separated λ values")
+  parser.add_argument("--dropouts", default=DROPOUTS, help="comma-separated dropout p values")
   args = parser.parse_args()
+  regs = [float(v) for v in args.regs.split(",")]
+  dropouts = [float(v) for v in args.dropouts.split(",")]
   data = load_movielens(args.data_dir)
   protocol = protocols.build("recbole_ml1m", data.ratings, data.num_users, data.num_movies,
                              seed=args.seed)
@@ -42,7 +46,7 @@ def main():
     return protocol.evaluate(lambda users: np.asarray(train[users] @ weights), (10,), split)
 
   best = None
-  for reg, dropout in itertools.product(REGS, DROPOUTS):
+  for reg, dropout in itertools.product(regs, dropouts):
     started = time.time()
     metrics = evaluate(ease_weights(gram, reg, dropout), "valid")
     record = append_record({"bench": "ease_tuning", "split": "valid", "seed": args.seed,

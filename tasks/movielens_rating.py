@@ -286,7 +286,8 @@ def build(configs: RatingConfigs) -> FederatedRun:
           hp, ("client", "server", "local") if task.local_layers else ("client", "server")),
       description=task.description,
       key_metric="mae",
-      report_examples=2 * hp["baseline_epochs"] * sum(train_counts.values()))
+      report_seconds=(evaluation.comparison_seconds(task, hp["baseline_epochs"])
+                      if hp["baseline_epochs"] else 0.0))
 
 
 _SETTING_NAMES = {"federated": "federated", "centralized": "centralized",

@@ -161,3 +161,10 @@ def test_ablation_without_full_model_or_some_values(tmp_path):
                         "mae": [0.74, 0.73, 0.79]})
   path = str(tmp_path / plots.ABLATION)
   _assert_png(path, plots.ablation(table, path))
+
+
+def test_privacy_utility_draws_points_and_references(tmp_path):
+  path = str(tmp_path / "pu.png")
+  written = plots.privacy_utility([1.0, 2.0, 5.0, 10.0], [0.08, 0.13, 0.17, 0.2], path,
+                                  "ndcg@10", 1e-6, {"no DP": 0.285, "popularity": 0.119})
+  _assert_png(path, written)

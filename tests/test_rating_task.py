@@ -258,3 +258,12 @@ def test_comparison_progress_counts_every_training_batch(data, split, capsys):
     evaluation.centralized_table(task, 2, batch_size=64, progress=bar)
   assert expected > 2 * 3
   assert re.fullmatch(rf"comparison: {expected}/{expected} batches in \d+ s", lines[0]), lines
+
+
+def test_comparison_seconds_times_batches_after_the_warmup(data, split):
+  from tff_movierec.training import evaluation
+  task = _task(data, split, "none")
+  batches = evaluation.comparison_batches(task, epochs=2, batch_size=16)
+  seconds = evaluation.comparison_seconds(task, 2, batch_size=16, warmup=2, timed=4)
+  assert 0 < seconds < batches * 1.0  # well under a second per 16-example batch
+  assert evaluation.comparison_seconds(task, 2, batch_size=10_000) == 0.0  # too few batches

@@ -234,6 +234,44 @@ def privacy_curve(metrics: pd.DataFrame, path: str) -> str:
   return path
 
 
+def privacy_utility(epsilons: Sequence[float], values: Sequence[float], path: str,
+                    metric: str, delta: float,
+                    references: Mapping[str, float] = {}) -> str:
+  """Plots a quality metric against ε (log axis), one point per DP run.
+
+  Args:
+    epsilons, values: ε of each run and its metric value.
+    path: the PNG to write.
+    metric: the metric's name, e.g. "ndcg@10".
+    delta: the runs' δ, shown in the title.
+    references: {name: value} drawn as dashed horizontal lines (e.g. the
+      non-private model).
+
+  Returns:
+    `path`.
+  """
+  figure = new_figure(6.4, 4)
+  axes = figure.add_subplot()
+  axes.plot(epsilons, values, marker="o", color="tab:blue", label="with user-level DP")
+  for epsilon, value in zip(epsilons, values):
+    axes.annotate(f"{value:.3f}", (epsilon, value), textcoords="offset points",
+                  xytext=(0, 6), ha="center", fontsize="small")
+  for i, (name, value) in enumerate(references.items()):
+    axes.axhline(value, linestyle="--", color=COMPARISON_COLOURS[i % len(COMPARISON_COLOURS)],
+                 label=f"{name}: {value:.4f}")
+  axes.set_xscale("log")
+  axes.set_xticks(list(epsilons))
+  axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+  axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  axes.set_xlabel("ε")
+  axes.set_ylabel(_metric_label(metric))
+  axes.set_title(f"{_metric_label(metric)} against ε (δ = {delta:g})")
+  axes.grid(True, alpha=0.3)
+  axes.legend(loc="lower right", fontsize="small")
+  figure.savefig(path)
+  return path
+
+
 def client_partition(examples_per_client: pd.Series,
                      genre_share: pd.DataFrame, path: str) -> str:
   """Plots the ratings per client and each client's genre mix.

@@ -12,6 +12,7 @@ gives the total.
 """
 
 import math
+import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -174,6 +175,65 @@ def _fit(task, client_ids, epochs, learning_rate, batch_size,
   model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
             callbacks=callbacks)
   return model
+
+
+def comparison_seconds(task: federated_task.FederatedTask, epochs: int,
+                       batch_size: int = COMPARISON_BATCH_SIZE, warmup: int = 5,
+                       timed: int = 20) -> float:
+  """Estimated wall time of `local_only_table` plus `centralized_table`.
+
+  One comparison model is timed on the largest client: gathering its
+  examples (per example), building and compiling it with its first `warmup`
+  batches (per model: tracing dominates), `timed` more batches (per batch)
+  and scoring the client's held-out ratings (per model and client). The
+  estimate scales these to the K + 1 models, their batches
+  (`comparison_batches`) and examples.
+  """
+  counts = train_examples(task)
+  largest = max(counts, key=counts.get)
+  started = time.perf_counter()
+  x, y = _train_arrays(task, [largest])
+  gather_per_example = (time.perf_counter() - started) / len(y)
+  steps = min(warmup + timed, math.ceil(len(y) / batch_size))
+  if steps <= warmup:
+    return 0.0
+  clock = _BatchClock(warmup)
+  started = time.perf_counter()
+  tf.keras.backend.clear_session()
+  model = task.keras_model_fn()
+  model.compile(tf.keras.optimizers.Adam(), loss=task.loss_fn())
+  model.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=steps, verbose=0,
+            callbacks=[clock])
+  per_model = clock.warm_at - started
+  started = time.perf_counter()
+  _predictions(model, task, largest)
+  per_prediction = time.perf_counter() - started
+  models = len(counts) + 1
+  return (models * per_model + 2 * len(counts) * per_prediction +
+          2 * sum(counts.values()) * gather_per_example +
+          comparison_batches(task, epochs, batch_size) * clock.seconds_per_batch)
+
+
+class _BatchClock(tf.keras.callbacks.Callback):
+  """When the first `warmup` training batches ended, and the mean wall time
+  of the batches after them."""
+
+  def __init__(self, warmup: int):
+    super().__init__()
+    self._warmup = warmup
+    self._times = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._times.append(time.perf_counter())
+
+  @property
+  def warm_at(self) -> float:
+    return self._times[self._warmup - 1]
+
+  @property
+  def seconds_per_batch(self) -> float:
+    times = self._times[self._warmup - 1:]
+    return (times[-1] - times[0]) / (len(times) - 1)
 
 
 def _train_arrays(task: federated_task.FederatedTask, client_ids: List[str]):

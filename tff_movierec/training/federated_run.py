@@ -75,8 +75,8 @@ class FederatedRun:
       task's own result files. None: nothing beyond metrics.csv.
     key_metric: the evaluation metric that the learning curves and the
       HParams dashboard lead with (e.g. "mae"; released as eval/<key_metric>).
-    report_examples: training examples the report will process (e.g. its
-      comparison models' epochs), so that the run's ETA can include them.
+    report_seconds: the report's estimated wall time (e.g. its comparison
+      models, timed on a few batches), counted in the run's ETA.
     dp: set iff the aggregator is user-level DP; the loop then reports ε.
     loss_bound: a training loss above it means training diverged even if it
       is finite (e.g. an MSE of 100 on ratings from 1 to 5, which predicting
@@ -97,4 +97,4 @@ class FederatedRun:
   divergence_hint: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   description: str = ""
   key_metric: str = "loss"
-  report_examples: int = 0
+  report_seconds: float = 0.0

@@ -18,9 +18,8 @@ Values are released rounded to 6 significant digits, counts as integers.
 
 The console gets one line per round: the training loss, the evaluation's
 leading metrics, ε, the round's time and an ETA for the whole run (the
-remaining rounds at their mean time, plus the report's `report_examples` at
-the rounds' rate of examples per second: an estimate until the report's own
-progress bar takes over).
+remaining rounds at their mean time, evaluations included, plus the task's
+estimate of its report, `report_seconds`).
 """
 
 import asyncio
@@ -173,7 +172,6 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
         f"total_rounds={config.total_rounds}: the experiment already has a checkpoint of "
         f"round {last_round}; it can only be extended.", ("total_rounds",))
   started = time.time()
-  trained_examples = 0.0
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
     clients = run.sampler(round_num)
@@ -185,7 +183,6 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
       state = output.state
     seconds = time.time() - round_start
     examples = examples_in(values) if clients else 0.0
-    trained_examples += examples if np.isfinite(examples) else 0.0
     values.update({"clients": float(len(clients)), "speed/round_seconds": seconds,
                    "speed/examples_per_second": examples / seconds if clients else 0.0})
     if run.dp is not None:
@@ -201,9 +198,8 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
     if config.checkpoints(round_num):
       asyncio.run(managers.program_state_manager.save(state, round_num))
     elapsed = time.time() - started
-    eta = elapsed / (round_num - last_round) * (config.total_rounds - round_num)
-    if run.report_examples and trained_examples:
-      eta += run.report_examples * elapsed / trained_examples
+    eta = (elapsed / (round_num - last_round) * (config.total_rounds - round_num) +
+           run.report_seconds)
     log(f"round {round_num}/{config.total_rounds}  {_summary(values, run.key_metric)}  "
         f"{len(clients)} clients  {time.time() - round_start:.1f} s  run ETA {_eta(eta)}")
   return state
