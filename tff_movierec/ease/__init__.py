@@ -1,0 +1,1 @@
+"""Federated EASE: item-item Gram matrices summed across clients, solved on the server."""
