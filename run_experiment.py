@@ -321,7 +321,7 @@ def main(argv: List[str]) -> None:
   if QUIET:
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
-  logging.get_absl_logger().addFilter(_CheckpointMessagesAtDebugLevel())
+  logging.get_absl_logger().addFilter(_CHECKPOINT_MESSAGES_AT_DEBUG)  # once: same object
   task = registry.TASKS[FLAGS.task]
   try:
     print(run(task, task_hparams(task)))
@@ -342,6 +342,9 @@ class _CheckpointMessagesAtDebugLevel(std_logging.Filter):
       record.levelno, record.levelname = std_logging.DEBUG, "DEBUG"
       return logging.get_verbosity() >= logging.DEBUG
     return True
+
+
+_CHECKPOINT_MESSAGES_AT_DEBUG = _CheckpointMessagesAtDebugLevel()
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -73,13 +73,19 @@ def aggregator_spec(hp: Mapping) -> aggregators.AggregatorSpec:
   spec = aggregators.AggregatorSpec(
       hp["aggregator"], hp["noise_multiplier"], hp["clip_norm"],
       hp["target_unclipped_quantile"], hp["clients_per_round"], hp["client_weighting"])
+  check_dp_delta(hp, spec.is_dp, "the DP aggregators (dp_fixed, dp_adaptive)")
+  return spec
+
+
+def check_dp_delta(hp: Mapping, is_dp: bool, dp_kinds: str) -> None:
+  """dp_delta, if given, needs a DP aggregator (`dp_kinds` names them) and
+  lies in (0, 1)."""
   delta = hp["dp_delta"]
   if delta is not None:
-    if not spec.is_dp:
-      raise ConfigError(f"dp_delta={delta} applies only to the DP aggregators (dp_fixed, "
-                        f"dp_adaptive), not aggregator={spec.kind!r}.", ("dp_delta", "aggregator"))
+    if not is_dp:
+      raise ConfigError(f"dp_delta={delta} applies only to {dp_kinds}, not "
+                        f"aggregator={hp['aggregator']!r}.", ("dp_delta", "aggregator"))
     require(0 < delta < 1, "dp_delta", delta, "must be in (0, 1).")
-  return spec
 
 
 def dp_accounting(hp: Mapping, spec: aggregators.AggregatorSpec,

@@ -47,14 +47,11 @@ def configure(hp: Mapping[str, Any]) -> EaseConfigs:
   if hp["ranking_protocol"] not in protocols.PROTOCOLS:
     raise ConfigError(f"ranking_protocol={hp['ranking_protocol']!r}: expected one of "
                       f"{protocols.PROTOCOLS}.", ("ranking_protocol",))
-  if hp["dp_delta"] is not None and hp["aggregator"] != "dp_fixed":
-    raise ConfigError(f"dp_delta={hp['dp_delta']} applies only to aggregator='dp_fixed'.",
-                      ("dp_delta", "aggregator"))
-  return EaseConfigs(
-      hparams=hp, partition=common.partition_spec(hp),
-      ease=federated_ease.EaseConfig(hp["ease_l2"], hp["ease_dropout"], hp["aggregator"],
-                                     hp["noise_multiplier"], hp["max_user_history"]),
-      eval_split=common.eval_split(hp))
+  ease = federated_ease.EaseConfig(hp["ease_l2"], hp["ease_dropout"], hp["aggregator"],
+                                   hp["noise_multiplier"], hp["max_user_history"])
+  common.check_dp_delta(hp, ease.aggregator == "dp_fixed", "aggregator='dp_fixed'")
+  return EaseConfigs(hparams=hp, partition=common.partition_spec(hp), ease=ease,
+                     eval_split=common.eval_split(hp))
 
 
 def build(configs: EaseConfigs) -> FederatedRun:

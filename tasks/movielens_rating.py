@@ -268,7 +268,8 @@ def build(configs: RatingConfigs) -> FederatedRun:
     if epochs:
       tf.keras.utils.set_random_seed(seed)
       with progress.Progress("comparison models (local-only, centralized)",
-                             evaluation.comparison_batches(task, epochs), "batches") as bar:
+                             evaluation.comparison_batches(train_counts, epochs),
+                             "batches") as bar:
         tables += [evaluation.local_only_table(task, epochs, progress=bar),
                    evaluation.centralized_table(task, epochs, progress=bar)]
     return per_client_report(evaluation.per_client_table(tables, train_counts), output_dir)
@@ -286,12 +287,8 @@ def build(configs: RatingConfigs) -> FederatedRun:
           hp, ("client", "server", "local") if task.local_layers else ("client", "server")),
       description=task.description,
       key_metric="mae",
-      report_seconds=(evaluation.comparison_seconds(task, hp["baseline_epochs"])
+      report_seconds=(evaluation.comparison_seconds(task, train_counts, hp["baseline_epochs"])
                       if hp["baseline_epochs"] else 0.0))
-
-
-_SETTING_NAMES = {"federated": "federated", "centralized": "centralized",
-                  "local_only": "local-only"}
 
 
 def per_client_report(table: pd.DataFrame, output_dir: str) -> Report:
@@ -301,12 +298,12 @@ def per_client_report(table: pd.DataFrame, output_dir: str) -> Report:
   table.to_csv(path, index=False, float_format="%.4f")
   image = plots.per_client(table, os.path.join(output_dir, plots.PER_CLIENT), "mae")
   pooled = table[table["client"] == evaluation.POOLED].set_index("setting")
-  maes = {_SETTING_NAMES[setting]: row["mae"] for setting, row in pooled.iterrows()}
+  maes = {plots.SETTING_LABELS[setting]: row["mae"] for setting, row in pooled.iterrows()}
   headline = "pooled MAE: " + " | ".join(f"{name} {mae:.4f}" for name, mae in maes.items())
   if "local-only" in maes:
     better, clients = evaluation.better_than_local_only(table)
     headline += f"; federated better than local-only on {better}/{clients} clients"
-  shown = pooled[["mae", "rmse", "r2", "num_examples"]].rename(index=_SETTING_NAMES)
+  shown = pooled[["mae", "rmse", "r2", "num_examples"]].rename(index=plots.SETTING_LABELS)
   text = ("Pooled held-out ratings:\n" +
           shown.to_string(float_format=lambda v: f"{v:.4f}") +
           f"\nPer-client table: {path}")

@@ -250,7 +250,8 @@ def test_comparison_progress_counts_every_training_batch(data, split, capsys):
   from tff_movierec import progress
   from tff_movierec.training import evaluation
   task = _task(data, split, "none")
-  expected = evaluation.comparison_batches(task, epochs=2, batch_size=64)
+  expected = evaluation.comparison_batches(evaluation.train_examples(task), epochs=2,
+                                          batch_size=64)
   lines = []
   with progress.Progress("comparison", expected, "batches", log=lines.append,
                          stream=open(os.devnull, "w")) as bar:
@@ -263,7 +264,8 @@ def test_comparison_progress_counts_every_training_batch(data, split, capsys):
 def test_comparison_seconds_times_batches_after_the_warmup(data, split):
   from tff_movierec.training import evaluation
   task = _task(data, split, "none")
-  batches = evaluation.comparison_batches(task, epochs=2, batch_size=16)
-  seconds = evaluation.comparison_seconds(task, 2, batch_size=16, warmup=2, timed=4)
+  counts = evaluation.train_examples(task)
+  batches = evaluation.comparison_batches(counts, epochs=2, batch_size=16)
+  seconds = evaluation.comparison_seconds(task, counts, 2, batch_size=16, warmup=2, timed=4)
   assert 0 < seconds < batches * 1.0  # well under a second per 16-example batch
-  assert evaluation.comparison_seconds(task, 2, batch_size=10_000) == 0.0  # too few batches
+  assert evaluation.comparison_seconds(task, counts, 2, batch_size=10_000) == 0.0  # too few

@@ -143,6 +143,13 @@ def test_ease_with_dp_reports_the_epsilon_of_one_gaussian_release_per_round(tmp_
   code, err = _error(tmp_path, "movielens_ease", capsys, aggregator="dp_fixed",
                      noise_multiplier=2.0, experiment_name="uncapped")
   assert code == 2 and "--max_user_history" in err, err
+  code, err = _error(tmp_path, "movielens_ease", capsys, aggregator="dp_fixed",
+                     noise_multiplier=2.0, max_user_history=10, dp_delta=2.0,
+                     experiment_name="bad_delta")
+  assert code == 2 and "--dp_delta=2.0: must be in (0, 1)." in err, err
+  code, err = _error(tmp_path, "movielens_ease", capsys, aggregator="secure", dp_delta=1e-5,
+                     experiment_name="delta_without_dp")
+  assert code == 2 and "--dp_delta=1e-05 applies only to --aggregator='dp_fixed'" in err, err
 
 
 def test_rating_run_writes_plots_summary_tensorboard_and_tidy_csvs(tmp_path, capsys):

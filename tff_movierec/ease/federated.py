@@ -130,7 +130,7 @@ def _factory(config: EaseConfig) -> tff.aggregators.UnweightedAggregationFactory
   return tff.aggregators.SumFactory()
 
 
-def build_gram_sum(num_movies: int, config: EaseConfig, element_length_type=None):
+def build_gram_sum(num_movies: int, config: EaseConfig):
   """The federated computation (aggregator state, client datasets) -> (new
   state, the Gram sum at the server), and the aggregator's initialize.
 

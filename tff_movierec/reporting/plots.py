@@ -96,6 +96,13 @@ def _legend_outside(axes, **kwargs) -> None:
               **kwargs)
 
 
+def _reference_lines(axes, references: Mapping[str, float]) -> None:
+  """Each {name: value} as a dashed horizontal line labelled "name: value"."""
+  for i, (name, value) in enumerate(references.items()):
+    axes.axhline(value, linestyle="--", label=f"{name}: {value:.4f}",
+                 color=COMPARISON_COLOURS[i % len(COMPARISON_COLOURS)])
+
+
 def learning_curves(metrics: pd.DataFrame, path: str, metric: str,
                     comparisons: Mapping[str, float] = {}) -> str:
   """Plots training loss and `metric` per round.
@@ -131,9 +138,7 @@ def learning_curves(metrics: pd.DataFrame, path: str, metric: str,
   if not evaluation.empty:
     metric_axes.plot(evaluation.index, evaluation.to_numpy(), color="tab:red",
                      marker="o", markersize=4, label="eval")
-  for i, (name, value) in enumerate(comparisons.items()):
-    metric_axes.axhline(value, linestyle="--", label=f"{name}: {value:.4f}",
-                        color=COMPARISON_COLOURS[i % len(COMPARISON_COLOURS)])
+  _reference_lines(metric_axes, comparisons)
   if metric_axes.lines:
     metric_axes.legend(fontsize="small")
   else:
@@ -256,9 +261,7 @@ def privacy_utility(epsilons: Sequence[float], values: Sequence[float], path: st
   for epsilon, value in zip(epsilons, values):
     axes.annotate(f"{value:.3f}", (epsilon, value), textcoords="offset points",
                   xytext=(0, 6), ha="center", fontsize="small")
-  for i, (name, value) in enumerate(references.items()):
-    axes.axhline(value, linestyle="--", color=COMPARISON_COLOURS[i % len(COMPARISON_COLOURS)],
-                 label=f"{name}: {value:.4f}")
+  _reference_lines(axes, references)
   axes.set_xscale("log")
   axes.set_xticks(list(epsilons))
   axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))

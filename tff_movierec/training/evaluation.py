@@ -8,12 +8,12 @@ the difference to local-only training.
 
 The comparison models (local-only, centralized) advance an optional
 `progress.Progress` by one unit per training batch; `comparison_batches`
-gives the total.
+gives the total (`fit_batches` that of one model).
 """
 
 import math
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,12 +153,17 @@ def train_examples(task: federated_task.FederatedTask) -> Dict[str, int]:
           for c in task.train_data.client_ids}
 
 
-def comparison_batches(task: federated_task.FederatedTask, epochs: int,
+def fit_batches(examples: int, epochs: int, batch_size: int = COMPARISON_BATCH_SIZE) -> int:
+  """Training batches of one comparison model fitted on `examples` examples."""
+  return epochs * math.ceil(examples / batch_size)
+
+
+def comparison_batches(train_counts: Mapping[str, int], epochs: int,
                        batch_size: int = COMPARISON_BATCH_SIZE) -> int:
-  """Training batches of `local_only_table` plus `centralized_table`."""
-  counts = train_examples(task).values()
-  return epochs * (sum(math.ceil(n / batch_size) for n in counts) +
-                   math.ceil(sum(counts) / batch_size))
+  """Training batches of `local_only_table` plus `centralized_table`, from
+  each client's training examples (`train_examples`)."""
+  return (sum(fit_batches(n, epochs, batch_size) for n in train_counts.values()) +
+          fit_batches(sum(train_counts.values()), epochs, batch_size))
 
 
 def _fit(task, client_ids, epochs, learning_rate, batch_size,
@@ -177,9 +182,9 @@ def _fit(task, client_ids, epochs, learning_rate, batch_size,
   return model
 
 
-def comparison_seconds(task: federated_task.FederatedTask, epochs: int,
-                       batch_size: int = COMPARISON_BATCH_SIZE, warmup: int = 5,
-                       timed: int = 20) -> float:
+def comparison_seconds(task: federated_task.FederatedTask, train_counts: Mapping[str, int],
+                       epochs: int, batch_size: int = COMPARISON_BATCH_SIZE,
+                       warmup: int = 5, timed: int = 20) -> float:
   """Estimated wall time of `local_only_table` plus `centralized_table`.
 
   One comparison model is timed on the largest client: gathering its
@@ -187,9 +192,9 @@ def comparison_seconds(task: federated_task.FederatedTask, epochs: int,
   batches (per model: tracing dominates), `timed` more batches (per batch)
   and scoring the client's held-out ratings (per model and client). The
   estimate scales these to the K + 1 models, their batches
-  (`comparison_batches`) and examples.
+  (`comparison_batches`) and examples (`train_counts`, see `train_examples`).
   """
-  counts = train_examples(task)
+  counts = train_counts
   largest = max(counts, key=counts.get)
   started = time.perf_counter()
   x, y = _train_arrays(task, [largest])
@@ -211,7 +216,7 @@ def comparison_seconds(task: federated_task.FederatedTask, epochs: int,
   models = len(counts) + 1
   return (models * per_model + 2 * len(counts) * per_prediction +
           2 * sum(counts.values()) * gather_per_example +
-          comparison_batches(task, epochs, batch_size) * clock.seconds_per_batch)
+          comparison_batches(counts, epochs, batch_size) * clock.seconds_per_batch)
 
 
 class _BatchClock(tf.keras.callbacks.Callback):

@@ -19,7 +19,7 @@ import csv
 import dataclasses
 import fcntl
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Mapping, Sequence, TextIO
 
 import tensorflow_federated as tff
 
@@ -27,25 +27,24 @@ from tff_movierec.errors import ExperimentFolderError
 from tff_movierec.training import tensorboard
 
 HPARAMS_FILE = "hparams.csv"
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_FOLDER = "tensorboard"
 LOCK_FILE = ".lock"
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentManagers:
-  """Where an experiment saves its state and releases its metrics."""
+  """Where an experiment saves its state and releases its metrics
+  (`tensorboard_run` is also one of `release_managers`)."""
 
   output_dir: str
   program_state_manager: tff.program.FileProgramStateManager
   release_managers: List[tff.program.ReleaseManager]
-  tensorboard_run: Optional[tensorboard.FederatedRunWriter] = None
+  tensorboard_run: tensorboard.FederatedRunWriter
 
   @property
   def metrics_csv(self) -> str:
-    return os.path.join(self.output_dir, "metrics.csv")
-
-  @property
-  def tensorboard_dir(self) -> str:
-    return os.path.join(self.output_dir, "tensorboard")
+    return os.path.join(self.output_dir, METRICS_FILE)
 
 
 def write_hparams(hparams: Mapping[str, Any], path: str) -> None:
@@ -102,9 +101,9 @@ class ExperimentFolder:
     state_manager = tff.program.FileProgramStateManager(
         os.path.join(output_dir, "checkpoints"), keep_total=keep_checkpoints)
     tensorboard_run = tensorboard.FederatedRunWriter(
-        os.path.join(output_dir, "tensorboard"), skip=tensorboard.is_count)
+        os.path.join(output_dir, TENSORBOARD_FOLDER))
     csv_manager = tff.program.CSVFileReleaseManager(
-        os.path.join(output_dir, "metrics.csv"), key_fieldname="round_num")
+        os.path.join(output_dir, METRICS_FILE), key_fieldname="round_num")
     return ExperimentManagers(output_dir, state_manager, [csv_manager, tensorboard_run],
                               tensorboard_run)
 
