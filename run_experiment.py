@@ -109,6 +109,15 @@ flags.DEFINE_enum("ranking_protocol", "recbole_ml1m", ["recbole_ml1m", "holdout"
                   "Split and full-ranking protocol of the retrieval task.")
 
 # Model.
+flags.DEFINE_enum("model", "fused_mf", list(rating_ffnn.MODELS),
+                  "Rating network: fused_mf (the seed's feature-fused MLP plus a biased "
+                  "matrix-factorization path) or seed_ffnn (the seed's network alone).")
+flags.DEFINE_integer("mf_dim", None,
+                     f"Factor size of fused_mf's MF path (default "
+                     f"{rating_ffnn.RatingModelConfig.mf_dim}).")
+flags.DEFINE_float("factor_l2", None,
+                   "L2 weight of fused_mf's factors and biases, per rated row (default "
+                   f"{rating_ffnn.RatingModelConfig.factor_l2}).")
 flags.DEFINE_enum("user_embedding", "local", ["local", "global", "none"],
                   "local: user rows stay on the client (--algorithm=fed_recon or "
                   "stateful_local); global: an ordinary weight (FedAvg sends every sampled "
@@ -155,6 +164,9 @@ flags.DEFINE_float("client_momentum", 0.0, "Client SGD momentum.")
 flags.DEFINE_enum("server_optimizer", "adam", ["sgd", "adam", "adagrad", "yogi"],
                   "Server optimizer.")
 flags.DEFINE_float("server_learning_rate", 0.03, "Server learning rate.")
+flags.DEFINE_integer("server_lr_decay_rounds", 0,
+                     "Cosine-decay the server learning rate to a tenth of it over this many "
+                     "rounds (then constant); 0: constant.")
 flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta_1.")
 flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
 flags.DEFINE_enum("local_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
@@ -227,14 +239,15 @@ _GROUPS = collections.OrderedDict([
     ("data", ["data_dir", "ratings_path", "test_fraction", "eval_split", "partition",
               "num_clients", "dirichlet_concentration", "partition_attribute",
               "ranking_protocol"]),
-    ("model", ["user_embedding", "embedding_dim", "hidden_units", "dropout", "dropout_masks",
-               "drop_features"]),
+    ("model", ["model", "mf_dim", "factor_l2", "user_embedding", "embedding_dim",
+               "hidden_units", "dropout", "dropout_masks", "drop_features"]),
     ("training", ["algorithm", "total_rounds", "clients_per_round", "client_sampling",
                   "client_epochs", "client_batch_size", "shuffle_client_examples",
                   "max_client_examples", "client_weighting", "reconstruction_epochs"]),
     ("optimizers", ["client_optimizer", "client_learning_rate", "client_momentum",
                     "server_optimizer", "server_learning_rate", "server_beta_1",
-                    "server_beta_2", "local_optimizer", "local_learning_rate"]),
+                    "server_beta_2", "server_lr_decay_rounds", "local_optimizer",
+                    "local_learning_rate"]),
     ("privacy", ["aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
                  "dp_delta"]),
     ("reconstruction", ["reconstruction_steps", "post_reconstruction_steps",

@@ -19,7 +19,7 @@ CLIENT_SPEC = ("client_epochs", "client_batch_size", "shuffle_client_examples",
                "max_client_examples")
 CLIENT_OPTIMIZER = ("client_optimizer", "client_learning_rate", "client_momentum")
 SERVER_OPTIMIZER = ("server_optimizer", "server_learning_rate", "server_beta_1",
-                    "server_beta_2")
+                    "server_beta_2", "server_lr_decay_rounds")
 PRIVACY = ("aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
            "dp_delta", "client_weighting")
 EVAL_SPLIT = ("eval_split",)
@@ -65,7 +65,8 @@ def client_optimizer(hp: Mapping) -> OptimizerSpec:
 
 def server_optimizer(hp: Mapping) -> OptimizerSpec:
   return OptimizerSpec(hp["server_optimizer"], hp["server_learning_rate"],
-                       beta_1=hp["server_beta_1"], beta_2=hp["server_beta_2"], role="server")
+                       beta_1=hp["server_beta_1"], beta_2=hp["server_beta_2"],
+                       decay_steps=hp["server_lr_decay_rounds"], role="server")
 
 
 def aggregator_spec(hp: Mapping) -> aggregators.AggregatorSpec:

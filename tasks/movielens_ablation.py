@@ -143,5 +143,6 @@ TASK = TaskDefinition(
                                    if name != "drop_features"),
     configure=configure,
     run=run,
+    defaults=movielens_rating.TASK.defaults,
     synthetic_defaults=movielens_rating.TASK.synthetic_defaults,
 )

@@ -11,6 +11,7 @@ in during preprocessing.
 
 import collections
 import dataclasses
+import functools
 import os
 import warnings
 from typing import Any, Mapping, Optional
@@ -146,10 +147,9 @@ def create_rating_task_from_data(
 
   def keras_model_fn():
     return rating_ffnn.build_rating_model(
-        model_config, vocabulary, genres.shape[1], stats.global_mean)
+        model_config, vocabulary, genres.shape[1], stats.global_mean, movielens.RATING_SCALE)
 
-  local_layers = (
-      (rating_ffnn.USER_EMBEDDING_LAYER,) if model_config.user_embedding == "local" else ())
+  local_layers = model_config.user_layers() if reconstructs else ()
   return federated_task.FederatedTask(
       name="movielens_rating",
       train_data=train_data,
@@ -161,6 +161,8 @@ def create_rating_task_from_data(
       loss_fn=tf.keras.losses.MeanSquaredError,
       metrics_fn=lambda: keras_metrics.rating_metrics() + [keras_metrics.ExampleCount()],
       local_layers=local_layers,
+      penalty_fn=(functools.partial(rating_ffnn.factor_penalty, model_config)
+                  if model_config.factor_l2 and model_config.has_mf_path else None),
       description=(f"rating regression, {num_clients} clients, user embedding "
                    f"{model_config.user_embedding}"),
   )
@@ -189,13 +191,17 @@ def configure(hp: Mapping[str, Any]) -> RatingConfigs:
                       ("hidden_units",)) from e
   partition = common.partition_spec(hp)
   common.check_clients_per_round(hp, partition)
+  mf_settings = {name: hp[name] for name in ("mf_dim", "factor_l2") if hp[name] is not None}
+  if mf_settings and hp["model"] != "fused_mf":
+    raise ConfigError(f"{', '.join(mf_settings)} with model={hp['model']!r}: only "
+                      "model='fused_mf' has an MF path.", tuple(mf_settings) + ("model",))
   configs = RatingConfigs(
       hparams=hp,
       partition=partition,
       client=common.client_spec(hp),
       model=rating_ffnn.RatingModelConfig(
           hp["user_embedding"], hp["embedding_dim"], hidden_units, hp["dropout"],
-          tuple(hp["drop_features"]), hp["dropout_masks"]),
+          tuple(hp["drop_features"]), hp["dropout_masks"], hp["model"], **mf_settings),
       algorithm=algorithms.AlgorithmConfig(
           hp["algorithm"], hp["client_weighting"], common.client_optimizer(hp),
           common.server_optimizer(hp),
@@ -315,10 +321,11 @@ def per_client_report(table: pd.DataFrame, output_dir: str) -> Report:
 TASK = TaskDefinition(
     name="movielens_rating",
     summary=("the federated rating study: non-IID clients, the feature-fused network with "
-             "the user embedding kept on the clients, server Adam; per-client table beside "
-             "local-only and centralized training"),
+             "an MF path (--model=seed_ffnn: without it), user rows kept on the clients, "
+             "server Adam; per-client table beside local-only and centralized training"),
     reads=(("test_fraction",) + common.EVAL_SPLIT + common.PARTITION + common.CLIENT_SPEC +
-           ("clients_per_round", "user_embedding", "embedding_dim", "hidden_units",
+           ("clients_per_round", "model", "mf_dim", "factor_l2", "user_embedding",
+            "embedding_dim", "hidden_units",
             "dropout", "dropout_masks", "drop_features", "algorithm",
             "reconstruction_epochs") +
            common.CLIENT_OPTIMIZER + common.SERVER_OPTIMIZER +
@@ -326,6 +333,11 @@ TASK = TaskDefinition(
            ("baseline_epochs",)),
     configure=configure,
     build=build,
+    # Chosen on the validation split (BENCHMARKS.md, issue 18): Adam on the
+    # clients, for the global weights and for the client-held user rows (its
+    # state starts afresh each round), under server Adam.
+    defaults={"client_optimizer": "adam", "client_learning_rate": 0.001,
+              "local_optimizer": "adam", "local_learning_rate": 0.002},
     # The synthetic clients hold ~135 ratings, one batch a round: server Adam's
     # first steps (server_learning_rate in every weight) then overshoot. At
     # 0.03 the loss exceeded 100 in round 2; at 0.001 it fell from 0.99 to 0.76

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from tasks import movielens_rating
 from tff_movierec import movie_stats
@@ -214,7 +215,7 @@ def test_dropped_movie_id_leaves_no_movie_input_when_nothing_else_needs_it():
 
 def test_baseline_uses_only_the_means_in_use():
   """With zero residual weights the output is the baseline: global mean plus
-  the offsets of the means the network reads."""
+  the offsets of the means the network reads (clipped to the 1-5 scale)."""
   batch = _batch()
   for drop, expected in [((), 4.0 + batch["movie_mean"].numpy() - 3.5),
                          (("user_mean",), batch["movie_mean"].numpy()),
@@ -224,7 +225,8 @@ def test_baseline_uses_only_the_means_in_use():
     residual = model.get_layer("rating_residual")
     residual.set_weights([np.zeros_like(w) for w in residual.get_weights()])
     x = {name: batch[name] for name in model.input_names}
-    np.testing.assert_allclose(model(x).numpy().reshape(-1), expected, rtol=1e-6)
+    np.testing.assert_allclose(model(x).numpy().reshape(-1), np.clip(expected, 1.0, 5.0),
+                               rtol=1e-6)
 
 
 def test_every_group_dropped_learns_one_constant_rating():
@@ -269,3 +271,83 @@ def test_comparison_seconds_times_batches_after_the_warmup(data, split):
   seconds = evaluation.comparison_seconds(task, counts, 2, batch_size=16, warmup=2, timed=4)
   assert 0 < seconds < batches * 1.0  # well under a second per 16-example batch
   assert evaluation.comparison_seconds(task, counts, 2, batch_size=10_000) == 0.0  # too few
+
+
+def _fused(user_embedding="global", **kwargs):
+  return rating_ffnn.RatingModelConfig(user_embedding, 4, (8,), 0.0, mf_dim=3, **kwargs)
+
+
+def test_fused_mf_adds_a_biased_dot_product_to_the_seed_network():
+  batch = _batch()
+  model = rating_ffnn.build_rating_model(_fused(), _VOCABULARY, 18, 3.5)
+  x = {name: batch[name] for name in model.input_names}
+  without = model(x).numpy()
+  user_factors, movie_factors = (model.get_layer(n).embeddings for n in ("user_factors",
+                                                                       "movie_factors"))
+  user_factors.assign(tf.fill(user_factors.shape, 0.1))
+  movie_factors.assign(tf.fill(movie_factors.shape, 0.2))
+  model.get_layer("user_bias").embeddings.assign(tf.fill([_VOCABULARY["user"], 1], 0.25))
+  model.get_layer("movie_bias").embeddings.assign(tf.fill([_VOCABULARY["movie"], 1], -0.5))
+  # <p_u, q_i> + b_u + b_i = 3 x 0.02 + 0.25 - 0.5, where the output is not clipped
+  # (less the initial <p_u, q_i>, |.| < 1e-3).
+  inside = (without > 1.5) & (without < 4.5)
+  assert inside.any()
+  np.testing.assert_allclose((model(x).numpy() - without)[inside], 0.06 - 0.25, atol=1e-3)
+  seed = rating_ffnn.build_rating_model(
+      rating_ffnn.RatingModelConfig("global", 4, (8,), 0.0, model="seed_ffnn"),
+      _VOCABULARY, 18, 3.5)
+  seed_layers = {layer.name for layer in seed.layers}
+  assert not seed_layers & {"user_factors", "movie_factors", "user_bias", "movie_bias"}
+  assert seed.count_params() < model.count_params()
+
+
+@pytest.mark.parametrize("config, layers", [
+    (_fused("local"), ("user_embedding", "user_factors", "user_bias")),
+    (_fused("local", model="seed_ffnn"), ("user_embedding",)),
+    # The MF path needs both IDs: the ablation's "no user/movie ID" drop it.
+    (_fused("none"), ()),
+    (_fused("local", drop_features=("movie_id",)), ("user_embedding",)),
+])
+def test_user_layers_are_every_per_user_table(config, layers):
+  assert config.user_layers() == layers
+  assert config.has_mf_path == ("user_factors" in layers)
+
+
+def test_factor_penalty_is_the_batch_mean_of_the_rows_squared_norms():
+  config = _fused(factor_l2=0.5)
+  model = rating_ffnn.build_rating_model(config, _VOCABULARY, 18, 3.5)
+  for name, value in (("user_factors", 1.0), ("movie_factors", 2.0), ("user_bias", 3.0),
+                      ("movie_bias", 0.0)):
+    table = model.get_layer(name).embeddings
+    table.assign(tf.fill(table.shape, value))
+  x = {"user": tf.constant([0, 1, 1, 2]), "movie": tf.constant([0, 1, 2, 3])}
+  # Per rating: 3 x 1 + 3 x 4 + 9 + 0 = 24; the mean over 4 ratings x 0.5.
+  assert float(rating_ffnn.factor_penalty(config, model, x)) == pytest.approx(12.0)
+  no_l2 = _fused(factor_l2=0.0)
+  assert float(rating_ffnn.factor_penalty(no_l2, model, x)) == 0.0
+
+
+def test_predictions_are_clipped_to_the_scale_outside_training():
+  config = rating_ffnn.RatingModelConfig("none", 4, (8,), 0.0, model="seed_ffnn")
+  model = rating_ffnn.build_rating_model(config, _VOCABULARY, 18, 3.5, rating_scale=(1.0, 5.0))
+  residual = model.get_layer("rating_residual")
+  residual.set_weights([np.zeros_like(residual.get_weights()[0]), np.array([9.0])])
+  batch = _batch()
+  x = {name: batch[name] for name in model.input_names}
+  assert np.all(model(x, training=False).numpy() == 5.0)
+  assert np.all(model(x, training=True).numpy() > 9.0)
+
+
+
+def test_server_learning_rate_decays_to_a_tenth_over_the_decay_rounds():
+  spec = OptimizerSpec("adam", 0.03, decay_steps=10, role="server")
+  rates = [float(spec.learning_rate_at(step)) for step in (0, 5, 10, 20)]
+  assert rates == pytest.approx([0.03, 0.03 * 0.55, 0.003, 0.003])
+  assert OptimizerSpec("adam", 0.03).learning_rate_at(7) == 0.03
+  optimizer = spec.build()
+  weights = (tf.constant([1.0]),)
+  state = optimizer.initialize(tf.nest.map_structure(tf.TensorSpec.from_tensor, weights))
+  for _ in range(10):
+    state, weights = optimizer.next(state, weights, (tf.constant([1.0]),))
+  assert int(state["round_num"]) == 10
+  assert float(state["optimizer"][tff.learning.optimizers.LEARNING_RATE_KEY]) == pytest.approx(0.003)

@@ -276,6 +276,10 @@ def test_every_flag_a_task_reads_exists_and_every_task_reads_its_defaults():
     (dict(partition="natural"), "--num_clients does not apply to --partition='natural'"),
     (dict(dp_delta=1e-5), "--dp_delta=1e-05 applies only to the DP aggregators (dp_fixed, dp_adaptive), not "
      "--aggregator='none'."),
+    (dict(model="seed_ffnn", mf_dim=8, factor_l2=0.1),
+     "error: --mf_dim, --factor_l2 with --model='seed_ffnn': only --model='fused_mf' has an "
+     "MF path."),
+    (dict(server_lr_decay_rounds=-1), "error: --server_lr_decay_rounds=-1: must be >= 0."),
 ])
 def test_bad_values_fail_before_data_loads_naming_the_flags(tmp_path, capsys, overrides,
                                                            message):

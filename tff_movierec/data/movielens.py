@@ -31,6 +31,8 @@ GENRES = (
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical",
     "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
+# Lowest and highest rating of MovieLens-1M (whole stars).
+RATING_SCALE = (1.0, 5.0)
 AGE_BUCKETS = (1, 18, 25, 35, 45, 50, 56)
 # Labels of AGE_BUCKETS and occupation codes 0..20, from the ML-1M README.
 AGE_LABELS = ("Under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
@@ -275,12 +277,12 @@ def load_ratings(path: str) -> tuple:
   })
   if "timestamp" in frame.columns:
     result["timestamp"] = _to_numbers(frame, "timestamp", path, first, np.int64)
-  out_of_range = ~result["rating"].between(1.0, 5.0).to_numpy()
+  out_of_range = ~result["rating"].between(*RATING_SCALE).to_numpy()
   if out_of_range.any():
     row = int(np.argmax(out_of_range))
     raise DataError(
         f"{path}:{row + first}: rating {frame['rating'].iloc[row]} is outside "
-        "1-5."
+        f"{RATING_SCALE[0]:g}-{RATING_SCALE[1]:g}."
     )
   pairs = result.duplicated(["user_id", "movie_id"]).to_numpy()
   if pairs.any():

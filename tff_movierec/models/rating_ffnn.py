@@ -1,4 +1,6 @@
-"""The feature-fused rating network (the seed's FFNN), as a functional Keras model.
+"""The rating networks, as functional Keras models: the seed's feature-fused
+FFNN (`seed_ffnn`) and the same network with a matrix-factorization path
+beside it (`fused_mf`, the default).
 
 Inputs (a dict; B = batch size):
   user        int32 [B]      user index (only if the user embedding is used)
@@ -11,11 +13,21 @@ Inputs (a dict; B = batch size):
                              federated sum over clients (see movie_stats.py)
 Output: float32 [B, 1], the predicted rating.
 
-Embeddings of user, movie and demographics are concatenated with the genre and
-numeric features and passed through Dense(256) -> Dense(128) -> Dense(1) with
-ReLU and dropout (hashed masks by default, see hashed_dropout.py); the output
-adds the numeric baseline `user_mean + movie_mean - global_mean` so that the
-network learns a residual.
+`seed_ffnn`: embeddings of user, movie and demographics are concatenated with
+the genre and numeric features and passed through Dense(256) -> Dense(128) ->
+Dense(1) with ReLU and dropout (hashed masks by default, see
+hashed_dropout.py); the output adds the numeric baseline
+`user_mean + movie_mean - global_mean` so that the network learns a residual.
+
+`fused_mf` adds to that output a biased dot product, as NeuMF puts a
+generalized MF path beside its MLP (He et al., 2017) and as biased MF predicts
+(Koren et al., 2009):
+
+  rating = baseline + MLP residual + <p_u, q_i> + b_u + b_i
+
+with user factors p_u [mf_dim] and bias b_u (user layers: kept on the client
+with a local user embedding) and movie factors q_i and bias b_i (global).
+Training adds `factor_penalty`, the per-rating L2 of SGD matrix factorization.
 
 Feature groups (`FEATURE_GROUPS`) can be dropped, for the seed's feature
 ablation: a dropped group's inputs are not read, and a dropped mean leaves the
@@ -34,6 +46,13 @@ from tff_movierec.models import hashed_dropout
 
 USER_EMBEDDING_MODES = ("local", "global", "none")
 USER_EMBEDDING_LAYER = "user_embedding"
+# The factor path of `fused_mf`: the user's rows (factors and bias) are user
+# layers like the user embedding, kept on the client when it is local.
+USER_FACTOR_LAYERS = ("user_factors", "user_bias")
+MODELS = ("fused_mf", "seed_ffnn")
+# The MF path's layers and the input indexing their rows.
+_FACTOR_ROWS = (("user_factors", "user"), ("movie_factors", "movie"), ("user_bias", "user"),
+                ("movie_bias", "movie"))
 DEMOGRAPHICS = ("gender", "age", "occupation")
 # Feature group -> the inputs it reads (besides the user ID, see user_embedding).
 FEATURE_GROUPS = {
@@ -63,6 +82,9 @@ class RatingModelConfig:
       to 1/256, masks from a counter hash; 11% less CPU per TFF round) or
       "keras" (`tf.keras.layers.Dropout`, TF's sampler).
     drop_features: feature groups (keys of FEATURE_GROUPS) left out.
+    model: "fused_mf" (the MLP and a biased MF path) or "seed_ffnn" (the MLP).
+    mf_dim: size of the factors of the MF path (fused_mf).
+    factor_l2: L2 weight of the factors and biases in a batch (fused_mf).
   """
 
   user_embedding: str = "local"
@@ -71,6 +93,9 @@ class RatingModelConfig:
   dropout: float = 0.2
   drop_features: Tuple[str, ...] = ()
   dropout_masks: str = "hashed"
+  model: str = "fused_mf"
+  mf_dim: int = 32
+  factor_l2: float = 0.05
 
   def __post_init__(self):
     require(self.user_embedding in USER_EMBEDDING_MODES, "user_embedding",
@@ -81,6 +106,9 @@ class RatingModelConfig:
     require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1).")
     require(self.dropout_masks in DROPOUT_MASKS, "dropout_masks", self.dropout_masks,
             f"expected one of {DROPOUT_MASKS}.")
+    require(self.model in MODELS, "model", self.model, f"expected one of {MODELS}.")
+    require(self.mf_dim >= 1, "mf_dim", self.mf_dim, "must be >= 1.")
+    require(self.factor_l2 >= 0.0, "factor_l2", self.factor_l2, "must be >= 0.")
     unknown = sorted(set(self.drop_features) - set(FEATURE_GROUPS))
     require(not unknown, "drop_features", ",".join(self.drop_features),
             f"unknown group(s) {unknown}; the groups are {', '.join(FEATURE_GROUPS)}.")
@@ -88,6 +116,19 @@ class RatingModelConfig:
   def uses(self, group: str) -> bool:
     """Whether the network reads feature group `group` (see FEATURE_GROUPS)."""
     return group not in self.drop_features
+
+  @property
+  def has_mf_path(self) -> bool:
+    """fused_mf's MF path exists when both IDs are read (a dropped user or
+    movie ID drops it, as in the seed's ablation)."""
+    return (self.model == "fused_mf" and self.user_embedding != "none" and
+            self.uses("movie_id"))
+
+  def user_layers(self) -> Tuple[str, ...]:
+    """Names of the layers holding per-user rows (the client's, if local)."""
+    if self.user_embedding == "none":
+      return ()
+    return (USER_EMBEDDING_LAYER,) + (USER_FACTOR_LAYERS if self.has_mf_path else ())
 
 
 class BaselinePlusResidual(tf.keras.layers.Layer):
@@ -105,6 +146,24 @@ class BaselinePlusResidual(tf.keras.layers.Layer):
 
   def get_config(self):
     return dict(super().get_config(), global_mean=self.global_mean)
+
+
+class ClipToScale(tf.keras.layers.Layer):
+  """[B, 1] ratings -> the same, clipped to [low, high] outside training (as
+  rating predictors are scored; training sees the unclipped value, whose
+  gradient does not vanish outside the scale). No weights."""
+
+  def __init__(self, low: float, high: float, **kwargs):
+    super().__init__(**kwargs)
+    self.low, self.high = float(low), float(high)
+
+  def call(self, inputs, training=None):
+    if training:
+      return inputs
+    return tf.clip_by_value(inputs, self.low, self.high)
+
+  def get_config(self):
+    return dict(super().get_config(), low=self.low, high=self.high)
 
 
 class ConstantColumn(tf.keras.layers.Layer):
@@ -125,7 +184,8 @@ def input_names(config: RatingModelConfig) -> Tuple[str, ...]:
 
 
 def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, int],
-                       num_genres: int, global_mean: float) -> tf.keras.Model:
+                       num_genres: int, global_mean: float,
+                       rating_scale: Tuple[float, float] = (1.0, 5.0)) -> tf.keras.Model:
   """Returns a new functional Keras rating model (uncompiled).
 
   Args:
@@ -135,6 +195,8 @@ def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, in
     num_genres: width of the `genres` input.
     global_mean: mean training rating, the constant of the residual baseline
       (a public aggregate).
+    rating_scale: (lowest, highest) rating; predictions are clipped to it
+      outside training.
   """
   names = input_names(config)
   inputs = {name: tf.keras.Input(shape=(num_genres,) if name == "genres" else (),
@@ -170,6 +232,44 @@ def build_rating_model(config: RatingModelConfig, vocabulary_sizes: Dict[str, in
     hidden = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(hidden)
     hidden = dropout(config.dropout, name=f"dropout_{index}")(hidden)
   residual = tf.keras.layers.Dense(1, name="rating_residual")(hidden)
+  if config.has_mf_path:
+    residual = tf.keras.layers.Add(name="mlp_plus_mf")(
+        [residual] + _biased_dot_product(config, vocabulary_sizes, inputs))
   means = [inputs[name] for name in ("user_mean", "movie_mean") if name in inputs]
-  output = BaselinePlusResidual(global_mean, name="rating")([residual] + means)
-  return tf.keras.Model(inputs=inputs, outputs=output, name="rating_ffnn")
+  output = BaselinePlusResidual(global_mean, name="unclipped_rating")([residual] + means)
+  output = ClipToScale(*rating_scale, name="rating")(output)
+  return tf.keras.Model(inputs=inputs, outputs=output, name=config.model)
+
+
+def factor_penalty(config: RatingModelConfig, model: tf.keras.Model,
+                   x: Dict[str, tf.Tensor]) -> tf.Tensor:
+  """float32 []: factor_l2 x the batch mean of the squared norms of the MF
+  rows (p_u, q_i, b_u, b_i) the batch `x` reads; 0 for seed_ffnn.
+
+  It is the per-rating L2 term of SGD matrix factorization: a row is
+  penalized each time one of its ratings is in a batch. Training loops add it
+  to the loss (it is not a Keras loss of the model: TFF's model wrappers drop
+  those, and only the rows in the batch should be read).
+  """
+  if not config.has_mf_path or not config.factor_l2:
+    return tf.constant(0.0)
+  squares = [tf.reduce_sum(tf.square(tf.gather(model.get_layer(layer).embeddings, x[key])))
+             for layer, key in _FACTOR_ROWS]
+  batch_size = tf.cast(tf.shape(x["movie"])[0], tf.float32)
+  return config.factor_l2 * tf.add_n(squares) / batch_size
+
+
+def _biased_dot_product(config: RatingModelConfig, vocabulary_sizes: Dict[str, int],
+                        inputs: Dict[str, tf.Tensor]) -> list:
+  """The MF path of fused_mf: [<p_u, q_i>, b_u, b_i], each float32 [B, 1]."""
+
+  def rows(name, key, width, stddev):
+    initializer = (tf.keras.initializers.RandomNormal(stddev=stddev) if stddev
+                   else tf.keras.initializers.Zeros())
+    return tf.keras.layers.Embedding(vocabulary_sizes[key], width, name=name,
+                                     embeddings_initializer=initializer)(inputs[key])
+
+  user_factors = rows("user_factors", "user", config.mf_dim, 0.01)
+  movie_factors = rows("movie_factors", "movie", config.mf_dim, 0.01)
+  dot = tf.keras.layers.Dot(axes=-1, name="factor_dot")([user_factors, movie_factors])
+  return [dot, rows("user_bias", "user", 1, 0.0), rows("movie_bias", "movie", 1, 0.0)]

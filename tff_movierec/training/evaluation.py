@@ -166,13 +166,21 @@ def comparison_batches(train_counts: Mapping[str, int], epochs: int,
           fit_batches(sum(train_counts.values()), epochs, batch_size))
 
 
+def _compiled_model(task: federated_task.FederatedTask, learning_rate: float) -> tf.keras.Model:
+  """A new Keras model of `task` with Adam, its loss and its penalty_fn."""
+  model = task.keras_model_fn()
+  if task.penalty_fn is not None:
+    model.add_loss(task.penalty_fn(model, model.input))
+  model.compile(tf.keras.optimizers.Adam(learning_rate), loss=task.loss_fn())
+  return model
+
+
 def _fit(task, client_ids, epochs, learning_rate, batch_size,
          progress: Optional[progress_lib.Progress]):
   # TFF builds Keras models inside temporary graphs; a fresh Keras session
   # keeps those from leaking into this eager model.
   tf.keras.backend.clear_session()
-  model = task.keras_model_fn()
-  model.compile(tf.keras.optimizers.Adam(learning_rate), loss=task.loss_fn())
+  model = _compiled_model(task, learning_rate)
   x, y = _train_arrays(task, client_ids)
   callbacks = [progress_lib.KerasProgress(progress)] if progress is not None else []
   # In-memory arrays, shuffled by Keras each epoch (a permutation of indices):
@@ -205,8 +213,7 @@ def comparison_seconds(task: federated_task.FederatedTask, train_counts: Mapping
   clock = _BatchClock(warmup)
   started = time.perf_counter()
   tf.keras.backend.clear_session()
-  model = task.keras_model_fn()
-  model.compile(tf.keras.optimizers.Adam(), loss=task.loss_fn())
+  model = _compiled_model(task, 1e-3)
   model.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=steps, verbose=0,
             callbacks=[clock])
   per_model = clock.warm_at - started

@@ -35,6 +35,11 @@ class FederatedTask:
       (trained by Federated Reconstruction, never aggregated); empty for tasks
       trained with FedAvg.
     description: one line shown in logs and hparams.
+    penalty_fn: (Keras model, batch x) -> float32 [] added to the training
+      loss of each batch (e.g. L2 of the embedding rows the batch reads), or
+      None. Applied by the algorithms that train through their own loops
+      (`stateful_local`) and by the comparison models (`evaluation`); those
+      built by TFF cannot apply it (see `algorithms.AlgorithmConfig`).
     input_spec: (derived) element spec of a preprocessed client dataset.
   """
 
@@ -48,6 +53,7 @@ class FederatedTask:
   metrics_fn: Callable[[], list]
   local_layers: Tuple[str, ...] = ()
   description: str = ""
+  penalty_fn: Optional[Callable[[tf.keras.Model, Any], tf.Tensor]] = None
   input_spec: Any = dataclasses.field(init=False, repr=False)
 
   def __post_init__(self):
@@ -63,9 +69,13 @@ class FederatedTask:
 
   def reconstruction_model_fn(self) -> tff.learning.models.ReconstructionModel:
     """The Keras model split into global layers and `local_layers`."""
+    return self.reconstruction_model(self.keras_model_fn())
+
+  def reconstruction_model(self, model: tf.keras.Model
+                           ) -> tff.learning.models.ReconstructionModel:
+    """`model` (from `keras_model_fn`) split into global and `local_layers`."""
     if not self.local_layers:
       raise ValueError(f"Task {self.name!r} has no local layers to reconstruct.")
-    model = self.keras_model_fn()
     weighted = [layer for layer in model.layers if layer.weights]
     missing = set(self.local_layers) - {layer.name for layer in weighted}
     if missing:

@@ -107,7 +107,8 @@ class StatefulLocalProcess:
     @tf.function
     def client_update(incoming, dataset, local):
       with tf.init_scope():
-        model = model_fn()
+        keras_model = task.keras_model_fn()
+        model = task.reconstruction_model(keras_model)
         loss_fn = task.loss_fn()
       global_vars = ReconstructionModel.get_global_variables(model)
       local_vars = ReconstructionModel.get_local_variables(model)
@@ -121,6 +122,8 @@ class StatefulLocalProcess:
         with tf.GradientTape() as tape:
           output = model.forward_pass(batch, training=True)
           batch_loss = loss_fn(output.labels, output.predictions)
+          if task.penalty_fn is not None:
+            batch_loss += task.penalty_fn(keras_model, batch[0])
         global_grads, local_grads = tape.gradient(batch_loss, trainable)
         client_state = sparse_updates.apply_step(
             client_optimizer, client_state, trainable[0], global_grads)
