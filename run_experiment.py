@@ -117,7 +117,8 @@ flags.DEFINE_integer("mf_dim", None,
                      f"{rating_ffnn.RatingModelConfig.mf_dim}).")
 flags.DEFINE_float("factor_l2", None,
                    "L2 weight of fused_mf's factors and biases, per rated row (default "
-                   f"{rating_ffnn.RatingModelConfig.factor_l2}).")
+                   f"{rating_ffnn.RatingModelConfig.factor_l2} with --algorithm=stateful_local; "
+                   "0 with the algorithms TFF builds, which cannot apply it).")
 flags.DEFINE_enum("user_embedding", "local", ["local", "global", "none"],
                   "local: user rows stay on the client (--algorithm=fed_recon or "
                   "stateful_local); global: an ordinary weight (FedAvg sends every sampled "

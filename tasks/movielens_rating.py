@@ -42,6 +42,9 @@ from tff_movierec.training.sampling import ClientSampler
 warnings.filterwarnings("ignore", message="Input dict contained keys")
 
 USER_MEAN_SHRINKAGE = 5.0
+# The algorithms whose training loop adds the task's penalty_fn (fused_mf's
+# factor L2): the others are built by TFF from the Keras model and its loss.
+PENALIZING_ALGORITHMS = ("stateful_local",)
 MOVIE_MEAN_SHRINKAGE = 10.0
 
 
@@ -195,6 +198,14 @@ def configure(hp: Mapping[str, Any]) -> RatingConfigs:
   if mf_settings and hp["model"] != "fused_mf":
     raise ConfigError(f"{', '.join(mf_settings)} with model={hp['model']!r}: only "
                       "model='fused_mf' has an MF path.", tuple(mf_settings) + ("model",))
+  if hp["algorithm"] not in PENALIZING_ALGORITHMS:
+    if mf_settings.get("factor_l2"):
+      raise ConfigError(
+          f"factor_l2={hp['factor_l2']!r} with algorithm={hp['algorithm']!r}: the penalty is "
+          f"applied only by {', '.join(PENALIZING_ALGORITHMS)} (TFF builds the others' "
+          "training, which drops it); give factor_l2=0 or leave it out.",
+          ("factor_l2", "algorithm"))
+    mf_settings["factor_l2"] = 0.0
   configs = RatingConfigs(
       hparams=hp,
       partition=partition,

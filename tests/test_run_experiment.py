@@ -280,6 +280,9 @@ def test_every_flag_a_task_reads_exists_and_every_task_reads_its_defaults():
      "error: --mf_dim, --factor_l2 with --model='seed_ffnn': only --model='fused_mf' has an "
      "MF path."),
     (dict(server_lr_decay_rounds=-1), "error: --server_lr_decay_rounds=-1: must be >= 0."),
+    (dict(algorithm="fed_recon", factor_l2=0.1),
+     "error: --factor_l2=0.1 with --algorithm='fed_recon': the penalty is applied only by "
+     "stateful_local"),
 ])
 def test_bad_values_fail_before_data_loads_naming_the_flags(tmp_path, capsys, overrides,
                                                            message):
