@@ -1,4 +1,5 @@
-"""`movielens_ablation`: the seed's feature ablation on the feature-fused network.
+"""`movielens_ablation`: the seed's feature ablation on the rating network
+(`--model`: fused_mf by default, seed_ffnn for the seed's own network).
 
 The rating study is trained once per variant: with every feature, with each
 feature group left out (the user ID, the movie ID, demographics, genres, the
@@ -11,6 +12,7 @@ summary.md.
 
 Leaving out the user ID means `user_embedding='none'`, which FedAvg trains
 (`algorithm='fedavg'`): the local-embedding algorithms need a user embedding.
+fused_mf's MF path reads both IDs, so leaving out either ID drops it too.
 """
 
 import dataclasses
@@ -123,7 +125,7 @@ def run(ablation: Ablation, output_dir: str) -> str:
   image = plots.ablation(table, os.path.join(output_dir, plots.ABLATION), "mae")
   summary = plots.write_summary(
       output_dir, "movielens_ablation",
-      [f"{len(configs)} variants of the feature-fused network, {hp['total_rounds']} "
+      [f"{len(configs)} variants of the {hp['model']} network, {hp['total_rounds']} "
        f"federated rounds each; centralized: {epochs} Keras epochs (0: not trained)",
        "mae_change: the variant's MAE minus the same setting's MAE with every feature "
        "(positive: the left-out group helped)"],
