@@ -323,7 +323,7 @@ def test_resuming_with_changed_flags_is_refused_naming_them(tmp_path, capsys):
   code, err = _error(tmp_path, "movielens_rating", capsys, client_learning_rate=0.1,
                      num_clients=2, clients_per_round=2)
   assert code == 2
-  for change in ("--client_learning_rate: 0.02 -> 0.1", "--num_clients: 3 -> 2",
+  for change in ("--client_learning_rate: 0.001 -> 0.1", "--num_clients: 3 -> 2",
                  "--clients_per_round: 3 -> 2"):
     assert change in err
   assert open(os.path.join(output, "hparams.csv")).read() == before
