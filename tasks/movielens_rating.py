@@ -42,9 +42,6 @@ from tff_movierec.training.sampling import ClientSampler
 warnings.filterwarnings("ignore", message="Input dict contained keys")
 
 USER_MEAN_SHRINKAGE = 5.0
-# The algorithms whose training loop adds the task's penalty_fn (fused_mf's
-# factor L2): the others are built by TFF from the Keras model and its loss.
-PENALIZING_ALGORITHMS = ("stateful_local",)
 MOVIE_MEAN_SHRINKAGE = 10.0
 
 
@@ -165,7 +162,7 @@ def create_rating_task_from_data(
       metrics_fn=lambda: keras_metrics.rating_metrics() + [keras_metrics.ExampleCount()],
       local_layers=local_layers,
       penalty_fn=(functools.partial(rating_ffnn.factor_penalty, model_config)
-                  if model_config.factor_l2 and model_config.has_mf_path else None),
+                  if model_config.penalizes_factors else None),
       description=(f"rating regression, {num_clients} clients, user embedding "
                    f"{model_config.user_embedding}"),
   )
@@ -198,11 +195,11 @@ def configure(hp: Mapping[str, Any]) -> RatingConfigs:
   if mf_settings and hp["model"] != "fused_mf":
     raise ConfigError(f"{', '.join(mf_settings)} with model={hp['model']!r}: only "
                       "model='fused_mf' has an MF path.", tuple(mf_settings) + ("model",))
-  if hp["algorithm"] not in PENALIZING_ALGORITHMS:
+  if hp["algorithm"] not in algorithms.PENALTY_ALGORITHMS:
     if mf_settings.get("factor_l2"):
       raise ConfigError(
           f"factor_l2={hp['factor_l2']!r} with algorithm={hp['algorithm']!r}: the penalty is "
-          f"applied only by {', '.join(PENALIZING_ALGORITHMS)} (TFF builds the others' "
+          f"applied only by {', '.join(algorithms.PENALTY_ALGORITHMS)} (TFF builds the others' "
           "training, which drops it); give factor_l2=0 or leave it out.",
           ("factor_l2", "algorithm"))
     mf_settings["factor_l2"] = 0.0

@@ -31,7 +31,9 @@ def split(data):
 def _task(data, split, user_embedding):
   train, test = split
   user_to_client = partitions.iid(data.num_users, 3, seed=0)
-  config = rating_ffnn.RatingModelConfig(user_embedding, 4, (8,), 0.0)
+  # No factor penalty: fed_recon and fedavg (built by TFF) refuse one, as
+  # `configure` knows.
+  config = rating_ffnn.RatingModelConfig(user_embedding, 4, (8,), 0.0, factor_l2=0.0)
   return movielens_rating.create_rating_task_from_data(
       data, train, test, user_to_client, preprocessing.ClientSpec(1, 16, shuffle=False), config)
 
@@ -351,3 +353,16 @@ def test_server_learning_rate_decays_to_a_tenth_over_the_decay_rounds():
     state, weights = optimizer.next(state, weights, (tf.constant([1.0]),))
   assert int(state["round_num"]) == 10
   assert float(state["optimizer"][tff.learning.optimizers.LEARNING_RATE_KEY]) == pytest.approx(0.003)
+
+
+def test_only_the_penalty_algorithms_take_a_task_with_a_penalty(data, split):
+  train, test = split
+  task = movielens_rating.create_rating_task_from_data(
+      data, train, test, partitions.iid(data.num_users, 3, seed=0),
+      preprocessing.ClientSpec(1, 16, shuffle=False), _fused("local", factor_l2=0.1))
+  assert task.penalty_fn is not None
+  algorithms.AlgorithmConfig("stateful_local").check_task(task)
+  with pytest.raises(ConfigError, match=r"^algorithm='fed_recon' cannot apply the task's "
+                     r"training penalty") as error:
+    algorithms.AlgorithmConfig("fed_recon").check_task(task)
+  assert error.value.fields == ("algorithm",)

@@ -124,6 +124,11 @@ class RatingModelConfig:
     return (self.model == "fused_mf" and self.user_embedding != "none" and
             self.uses("movie_id"))
 
+  @property
+  def penalizes_factors(self) -> bool:
+    """Whether training adds `factor_penalty` (an MF path and factor_l2 > 0)."""
+    return self.has_mf_path and self.factor_l2 > 0
+
   def user_layers(self) -> Tuple[str, ...]:
     """Names of the layers holding per-user rows (the client's, if local)."""
     if self.user_embedding == "none":
@@ -251,7 +256,7 @@ def factor_penalty(config: RatingModelConfig, model: tf.keras.Model,
   to the loss (it is not a Keras loss of the model: TFF's model wrappers drop
   those, and only the rows in the batch should be read).
   """
-  if not config.has_mf_path or not config.factor_l2:
+  if not config.penalizes_factors:
     return tf.constant(0.0)
   squares = [tf.reduce_sum(tf.square(tf.gather(model.get_layer(layer).embeddings, x[key])))
              for layer, key in _FACTOR_ROWS]

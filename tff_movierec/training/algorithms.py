@@ -32,6 +32,9 @@ from tff_movierec.training.optimizers import OptimizerSpec
 
 ALGORITHMS = ("fedavg", "fed_recon", "stateful_local")
 LOCAL_LAYER_ALGORITHMS = ("fed_recon", "stateful_local")
+# The algorithms whose own training loop adds a task's `penalty_fn`; TFF builds
+# the others from the Keras model and the loss, and would drop it.
+PENALTY_ALGORITHMS = ("stateful_local",)
 CLIENT_WEIGHTINGS = aggregators.WEIGHTINGS
 HOLDOUT_KEY = "holdout"
 
@@ -77,6 +80,11 @@ class AlgorithmConfig:
           f"algorithm='fedavg' would send the local layers {task.local_layers} to the "
           "server; use algorithm='fed_recon' or 'stateful_local', or user_embedding="
           "'global' or 'none'.", ("algorithm", "user_embedding"))
+    if task.penalty_fn is not None and self.algorithm not in PENALTY_ALGORITHMS:
+      raise ConfigError(
+          f"algorithm={self.algorithm!r} cannot apply the task's training penalty (TFF "
+          f"builds its training, which drops it); use {', '.join(PENALTY_ALGORITHMS)}.",
+          ("algorithm",))
 
   @property
   def weighting(self) -> tff.learning.ClientWeighting:

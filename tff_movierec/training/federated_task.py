@@ -39,7 +39,8 @@ class FederatedTask:
       loss of each batch (e.g. L2 of the embedding rows the batch reads), or
       None. Applied by the algorithms that train through their own loops
       (`stateful_local`) and by the comparison models (`evaluation`); those
-      built by TFF cannot apply it (see `algorithms.AlgorithmConfig`).
+      built by TFF cannot apply it (`algorithms.PENALTY_ALGORITHMS`; the
+      others refuse such a task, see `AlgorithmConfig.check_task`).
     input_spec: (derived) element spec of a preprocessed client dataset.
   """
 
