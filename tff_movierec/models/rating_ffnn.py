@@ -94,7 +94,7 @@ class RatingModelConfig:
   drop_features: Tuple[str, ...] = ()
   dropout_masks: str = "hashed"
   model: str = "fused_mf"
-  mf_dim: int = 32
+  mf_dim: int = 64
   factor_l2: float = 0.05
 
   def __post_init__(self):
