@@ -144,7 +144,7 @@ flags.DEFINE_integer("total_rounds", 15, "Training rounds (raise it to extend a 
 flags.DEFINE_integer("clients_per_round", 10,
                      "Clients per round (the expected number with Poisson sampling).")
 flags.DEFINE_enum("client_sampling", "poisson", list(sampling.SCHEMES),
-                  "movielens_recon: each user joins a round with probability "
+                  "movielens_recon, movielens_fedrecon: each user joins a round with probability "
                   "clients_per_round / users (poisson, what the DP accounting assumes) or "
                   "exactly clients_per_round distinct users (uniform).")
 flags.DEFINE_integer("client_epochs", 1, "Local epochs per round.")
@@ -172,7 +172,7 @@ flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta_1.")
 flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
 flags.DEFINE_enum("local_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
                   "Optimizer of the client-local user embedding (fed_recon and "
-                  "movielens_recon: reconstruction; stateful_local: its training alongside "
+                  "movielens_fedrecon: reconstruction; stateful_local: its training alongside "
                   "the global weights).")
 flags.DEFINE_float("local_learning_rate", 20.0,
                    "Learning rate of --local_optimizer (large for the rating task: a user's "
@@ -189,25 +189,42 @@ flags.DEFINE_float("target_unclipped_quantile", None,
                    "dp_adaptive: target quantile of update norms.")
 flags.DEFINE_float("dp_delta", None, "δ of the reported (ε, δ); default 1 / clients^1.1.")
 
-# Cross-device Federated Reconstruction.
+# Cross-device: exact user solves (movielens_recon).
+flags.DEFINE_float("user_l2", 0.06,
+                   "movielens_recon: ridge of each user's exact solve, per rating of the user "
+                   "(ALS-WR's λ).")
+flags.DEFINE_float("item_l2", 0.15,
+                   "movielens_recon: L2 of a movie's factors and bias, per rating of the movie.")
+flags.DEFINE_bool("implicit_feedback", True,
+                  "movielens_recon: add SVD++'s term from the set of movies a user rated "
+                  "(known only on its device).")
+flags.DEFINE_integer("users_per_client_call", None,
+                     "movielens_recon: users simulated in one TFF client call (their "
+                     "aggregate equals one client per user with --aggregator=none); default "
+                     "64 with --aggregator=none, else 1 (required by per-client clipping).")
+
+# Cross-device Federated Reconstruction with SGD (movielens_fedrecon).
 flags.DEFINE_integer("reconstruction_steps", 10,
-                     "movielens_recon: full-batch steps that reconstruct a user's embedding "
+                     "movielens_fedrecon: full-batch steps that reconstruct a user's embedding "
                      "from half of its ratings.")
 flags.DEFINE_integer("post_reconstruction_steps", 3,
-                     "movielens_recon: full-batch steps on the movie side with the other half.")
+                     "movielens_fedrecon: full-batch steps on the movie side with the other "
+                     "half.")
 flags.DEFINE_float("reconstruction_l2", 0.01,
-                   "movielens_recon: L2 penalty on the reconstructed user embedding and bias.")
+                   "movielens_fedrecon: L2 penalty on the reconstructed user embedding and "
+                   "bias.")
 flags.DEFINE_float("server_weight_decay", 0.5,
-                   "movielens_recon: decoupled weight decay of the server Adam (AdamW); "
+                   "movielens_fedrecon: decoupled weight decay of the server Adam (AdamW); "
                    "0 = plain Adam.")
 flags.DEFINE_float("cold_start_fraction", 0.0,
-                   "movielens_recon: fraction of users held out of training entirely, "
-                   "evaluated after reconstructing from their ratings.")
+                   "movielens_recon, movielens_fedrecon: fraction of users held out of "
+                   "training entirely, evaluated after solving or reconstructing their user "
+                   "side from their ratings.")
 flags.DEFINE_integer("eval_clients", 1000,
-                     "movielens_recon: users in the periodic evaluations (a fixed random "
-                     "subset).")
+                     "movielens_recon, movielens_fedrecon: users in the periodic evaluations "
+                     "(a fixed random subset; movielens_recon's default: all).")
 flags.DEFINE_integer("final_eval_clients", None,
-                     "movielens_recon: users in the final evaluation (a fixed random subset; "
+                     "movielens_recon, movielens_fedrecon: users in the final evaluation (a fixed random subset; "
                      "default all).")
 
 # Federated EASE.
@@ -251,9 +268,10 @@ _GROUPS = collections.OrderedDict([
                     "local_learning_rate"]),
     ("privacy", ["aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
                  "dp_delta"]),
-    ("reconstruction", ["reconstruction_steps", "post_reconstruction_steps",
-                        "reconstruction_l2", "server_weight_decay", "cold_start_fraction",
-                        "eval_clients", "final_eval_clients"]),
+    ("cross_device", ["user_l2", "item_l2", "implicit_feedback", "users_per_client_call",
+                      "reconstruction_steps", "post_reconstruction_steps",
+                      "reconstruction_l2", "server_weight_decay", "cold_start_fraction",
+                      "eval_clients", "final_eval_clients"]),
     ("ease", ["ease_l2", "ease_dropout", "max_user_history"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
     ("output", ["root_output_dir", "rounds_per_checkpoint"]),
@@ -269,7 +287,7 @@ FIELD_FLAGS = {
     "uniform_weighting": "client_weighting", "reconstruction_optimizer": "local_optimizer",
     "reconstruction_learning_rate": "local_learning_rate", "protocol": "ranking_protocol",
     "delta": "dp_delta", "l2": "reconstruction_l2", "first_steps": "reconstruction_steps",
-    "second_steps": "post_reconstruction_steps",
+    "second_steps": "post_reconstruction_steps", "implicit": "implicit_feedback",
 }
 
 

@@ -1,6 +1,6 @@
 """Privacy-utility trade-off of user-level DP FedRecon on MovieLens-1M.
 
-For each noise multiplier z, runs the `movielens_recon` task through the one
+For each noise multiplier z, runs the `movielens_fedrecon` task through the one
 training loop (`bench/engine.py`) with a DP aggregator (z = 0: the
 non-private baseline, same settings with the plain uniform mean) and reports
 the held-out RMSE of training users next to the ε spent at δ = --delta. ε is
@@ -16,7 +16,7 @@ line per run, stamped with the load average and UTC time), plus one
 experiment folder per run (z<z>/: metrics.csv, final_eval.csv, TensorBoard).
 A folder that already holds a run is refused (no resuming: runs are timed).
 
-Settings not given take the movielens_recon task's defaults, the best
+Settings not given take the movielens_fedrecon task's defaults, the best
 measured on ML-1M (BENCHMARKS.md, issue 5): embedding dim 32, 200 rounds of
 200 Poisson-sampled clients, L2 0.01 on the reconstructed user embedding and
 bias, server AdamW (lr 0.02, weight decay 0.5).
@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 import engine  # noqa: E402  (bench/engine.py)
 import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
 
-TASK = "movielens_recon"
+TASK = "movielens_fedrecon"
 # argparse option -> task setting, passed only when given (else the task's default).
 SETTINGS = {
     "rounds": "total_rounds", "clients_per_round": "clients_per_round",
@@ -78,7 +78,7 @@ def _parse_args():
   parser.add_argument("--eval_clients", type=int, default=300,
                       help="users in the periodic evaluations")
   parser.add_argument("--seed", type=int, default=0)
-  task = parser.add_argument_group("task settings (default: the movielens_recon task's)")
+  task = parser.add_argument_group("task settings (default: the movielens_fedrecon task's)")
   for option in ("rounds", "clients_per_round", "final_eval_clients", "embedding_dim",
                  "reconstruction_steps", "post_reconstruction_steps"):
     task.add_argument(f"--{option}", type=int)

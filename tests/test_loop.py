@@ -194,7 +194,8 @@ def test_tidy_rounds_to_six_significant_digits_and_counts_to_ints():
 def test_every_loop_metric_has_a_description():
   from tff_movierec.training import tensorboard
   for name in ("train/loss", "train/mae", "eval/ndcg@10", "speed/round_seconds",
-               "speed/examples_per_second", "speed/eval_seconds", "privacy/epsilon"):
+               "speed/examples_per_second", "speed/eval_seconds", "speed/elapsed_seconds",
+               "privacy/epsilon"):
     assert tensorboard.describe(name), name
   assert tensorboard.describe("aggregator/clip") == ""
   assert tensorboard.is_count("clients") and tensorboard.is_count("eval/num_examples")

@@ -15,7 +15,7 @@ from tff_movierec.privacy import accounting
 from tff_movierec.training import algorithms, initialization, loop, managers, sampling
 from tff_movierec.training.federated_run import FederatedRun
 from tff_movierec.training.optimizers import OptimizerSpec
-from tasks import common, movielens_recon
+from tasks import common, movielens_fedrecon
 
 
 # ---- accounting -------------------------------------------------------------
@@ -239,7 +239,7 @@ def task(tmp_path_factory):
   folder = str(tmp_path_factory.mktemp("movielens"))
   synthetic.write_synthetic_movielens(folder, num_users=20, num_movies=30,
                                       ratings_per_user=12, seed=1)
-  return movielens_recon.recon_task_from_data(movielens.load_movielens(folder))
+  return movielens_fedrecon.recon_task_from_data(movielens.load_movielens(folder))
 
 
 @pytest.fixture(scope="module")

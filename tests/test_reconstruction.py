@@ -12,7 +12,7 @@ from tff_movierec.errors import ConfigError
 from tff_movierec.reconstruction import client_datasets, model, regularization
 from tff_movierec.training import initialization, sampling
 from tff_movierec.training.optimizers import OptimizerSpec
-from tasks import movielens_recon
+from tasks import movielens_fedrecon
 
 DIM = 4
 
@@ -27,7 +27,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def task(data):
-  return movielens_recon.recon_task_from_data(data, cold_start_fraction=0.2)
+  return movielens_fedrecon.recon_task_from_data(data, cold_start_fraction=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -313,11 +313,11 @@ def test_recon_config_errors_name_the_field(build, message, fields):
     (lambda data: client_datasets.split_fn(1, 0),
      r"^second_steps=0: must be >= 1 \(steps on the post-reconstruction part\)\.$",
      ("second_steps",)),
-    (lambda data: movielens_recon.recon_task_from_data(data, cold_start_fraction=1.0),
+    (lambda data: movielens_fedrecon.recon_task_from_data(data, cold_start_fraction=1.0),
      r"^cold_start_fraction=1\.0: must be in \[0, 1\)\.$", ("cold_start_fraction",)),
-    (lambda data: movielens_recon.recon_task_from_data(data, cold_start_fraction=-0.1),
+    (lambda data: movielens_fedrecon.recon_task_from_data(data, cold_start_fraction=-0.1),
      r"^cold_start_fraction=-0\.1: must be in \[0, 1\)\.$", ("cold_start_fraction",)),
-    (lambda data: movielens_recon.recon_task_from_data(data, test_fraction=0.0),
+    (lambda data: movielens_fedrecon.recon_task_from_data(data, test_fraction=0.0),
      r"^test_fraction=0\.0: must be in \(0, 1\)\.$", ("test_fraction",)),
 ])
 def test_model_and_data_errors_name_the_field(data, build, message, fields):

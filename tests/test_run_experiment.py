@@ -31,6 +31,7 @@ SMOKE = {
                              hidden_units=["8"], client_batch_size=32, baseline_epochs=1,
                              rounds_per_eval=1),
     "movielens_recon": dict(clients_per_round=10, embedding_dim=4, rounds_per_eval=1),
+    "movielens_fedrecon": dict(clients_per_round=10, embedding_dim=4, rounds_per_eval=1),
     "movielens_retrieval": dict(num_clients=3, clients_per_round=3, embedding_dim=8,
                                 client_batch_size=16, rounds_per_eval=1),
     "movielens_next_movie": dict(num_clients=3, clients_per_round=3, embedding_dim=4,
@@ -38,7 +39,8 @@ SMOKE = {
     "movielens_ease": dict(num_clients=3, rounds_per_eval=1),
 }
 FEDERATED = list(SMOKE)
-TIMING = {"speed/round_seconds", "speed/examples_per_second", "speed/eval_seconds"}
+TIMING = {"speed/round_seconds", "speed/examples_per_second", "speed/eval_seconds",
+          "speed/elapsed_seconds"}
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +88,7 @@ def test_task_trains_resumes_after_a_crash_and_extends(tmp_path, task, monkeypat
   assert all(any(row[name] for name in row if name.startswith("train/"))
              for row in _rows(output))
   assert _rows(output)[-1]["eval/" + {"movielens_rating": "mae", "movielens_recon": "rmse",
+                                      "movielens_fedrecon": "rmse",
                                       "movielens_retrieval": "ndcg@10",
                                       "movielens_next_movie": "hr@10",
                                       "movielens_ease": "ndcg@10"}[task]]
@@ -246,6 +249,7 @@ def test_retrieval_with_dp_clips_noises_and_reports_epsilon(tmp_path):
 
 @pytest.mark.parametrize("task,flag", [
     ("movielens_recon", "dropout=0.3"), ("movielens_retrieval", "baseline_epochs=1"),
+    ("movielens_recon", "reconstruction_steps=5"), ("movielens_fedrecon", "user_l2=0.1"),
     ("eda", "client_learning_rate=0.1"), ("eda", "client_batch_size=64"),
     ("movielens_ablation", "drop_features=genres"),
     ("centralized", "total_rounds=3"), ("movielens_rating", "cold_start_fraction=0.1"),
@@ -329,15 +333,16 @@ def test_resuming_with_changed_flags_is_refused_naming_them(tmp_path, capsys):
   assert open(os.path.join(output, "hparams.csv")).read() == before
 
 
-@pytest.mark.parametrize("task,learning_rate", [("movielens_rating", 1e9),
-                                                ("movielens_recon", 1e6)])
-def test_divergence_stops_the_run_naming_round_and_learning_rate(tmp_path, capsys, task,
+@pytest.mark.parametrize("task,role,learning_rate", [
+    ("movielens_rating", "client", 1e9), ("movielens_fedrecon", "client", 1e6),
+    ("movielens_recon", "server", 1e6)])
+def test_divergence_stops_the_run_naming_round_and_learning_rate(tmp_path, capsys, task, role,
                                                                  learning_rate):
-  code, err = _error(tmp_path, task, capsys, client_learning_rate=learning_rate,
-                     total_rounds=3)
+  code, err = _error(tmp_path, task, capsys, total_rounds=3,
+                     **{f"{role}_learning_rate": learning_rate})
   assert code == 1
   diverged = re.search(r"Training diverged in round (\d+): ", err)
-  assert diverged and f"--client_learning_rate={learning_rate}" in err, err
+  assert diverged and f"--{role}_learning_rate={learning_rate}" in err, err
   output = os.path.join(tmp_path, task)
   saved = [int(name.split("_")[-1]) for name in os.listdir(os.path.join(output, "checkpoints"))]
   assert all(version < int(diverged.group(1)) for version in saved)

@@ -1,4 +1,9 @@
-"""Cross-device Federated Reconstruction: user embeddings never leave the client."""
+"""Cross-device matrix factorization: user factors never leave the client.
+
+`exact` (the `movielens_recon` task) solves each user's factors in closed form
+on its device; `process` (the `movielens_fedrecon` task) is TFF's Federated
+Reconstruction, which reconstructs them with SGD steps.
+"""
 
 from tff_movierec.reconstruction.client_datasets import (
     UserDatasets, evaluation_datasets, split_fn, training_datasets)

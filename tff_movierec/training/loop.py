@@ -12,6 +12,9 @@ what each means, with its unit):
   <part>/<name>         other process metrics (e.g. aggregator/..., finalizer/...)
   clients               clients in the round
   speed/round_seconds, speed/examples_per_second, speed/eval_seconds
+  speed/elapsed_seconds  wall seconds since this process began training (at
+                        the end of the round, its evaluation included; from 0
+                        again when a run resumes)
   privacy/epsilon, privacy/delta   with a DP aggregator
   eval/<name>           evaluation rounds only
 Values are released rounded to 6 significant digits, counts as integers.
@@ -193,6 +196,7 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
       eval_start = time.time()
       values.update({f"eval/{k}": float(v) for k, v in run.evaluate_fn(state, round_num).items()})
       values["speed/eval_seconds"] = time.time() - eval_start
+    values["speed/elapsed_seconds"] = time.time() - started
     values = tidy(values)
     _release(managers, values, round_num)
     if config.checkpoints(round_num):

@@ -38,6 +38,8 @@ DESCRIPTIONS = {
     "speed/examples_per_second": "Training examples processed per second of the round's "
                                  "wall time [examples/s].",
     "speed/eval_seconds": "Wall time of the evaluation after this round [s].",
+    "speed/elapsed_seconds": ("Wall time since this process began training, at the end of "
+                              "this round and its evaluation [s]."),
     "privacy/epsilon": "ε of the user-level (ε, δ)-DP guarantee after this round (RDP "
                        "accounting of the Gaussian mechanism with the round's sampling).",
     "privacy/delta": "δ of the reported (ε, δ).",

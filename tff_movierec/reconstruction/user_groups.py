@@ -1,0 +1,85 @@
+"""Users' ratings, packed into padded blocks for `exact.ExactReconstructionProcess`.
+
+A block ("group") holds the users of one TFF client call: movies int32 [G, L]
+padded with -1 and ratings float32 [G, L], and for evaluation the ratings to
+score, [G, H]. Users are sorted by their number of ratings before they are cut
+into groups, so that little of a block is padding.
+"""
+
+import collections
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tff_movierec.errors import require
+
+
+class UserRatings:
+  """Every user's ratings (CSR by user); client id = str(user index)."""
+
+  def __init__(self, ratings: pd.DataFrame):
+    users = ratings["user"].to_numpy()
+    order = np.argsort(users, kind="stable")
+    self._movies = ratings["movie"].to_numpy(np.int32)[order]
+    self._ratings = ratings["rating"].to_numpy(np.float32)[order]
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1] if len(users) else []
+    ends = np.r_[starts[1:], len(order)] if len(users) else []
+    self._rows: Dict[str, slice] = {str(int(sorted_users[s])): slice(s, e)
+                                    for s, e in zip(starts, ends)}
+    self.client_ids: List[str] = sorted(self._rows, key=int)
+
+  def __len__(self) -> int:
+    return len(self.client_ids)
+
+  def __contains__(self, client_id: str) -> bool:
+    return client_id in self._rows
+
+  def count(self, client_id: str) -> int:
+    rows = self._rows[client_id]
+    return rows.stop - rows.start
+
+  def total(self, client_ids: Sequence[str]) -> int:
+    return sum(self.count(c) for c in client_ids)
+
+  def pad(self, client_ids: Sequence[str]):
+    """(movies int32 [G, L] padded with -1, ratings float32 [G, L]), L the longest."""
+    width = max(self.count(c) for c in client_ids)
+    movies = np.full((len(client_ids), width), -1, np.int32)
+    ratings = np.zeros((len(client_ids), width), np.float32)
+    for row, client_id in enumerate(client_ids):
+      rows = self._rows[client_id]
+      movies[row, :rows.stop - rows.start] = self._movies[rows]
+      ratings[row, :rows.stop - rows.start] = self._ratings[rows]
+    return movies, ratings
+
+
+def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
+         scored: Optional[UserRatings] = None) -> List[collections.OrderedDict]:
+  """The users `client_ids`, sorted by ratings and cut into groups of `users_per_group`.
+
+  Args:
+    rated: the ratings each user is solved from (and trained on).
+    client_ids: the users to pack; each must be in `rated` (and `scored`).
+    users_per_group: G (the last group may be smaller).
+    scored: for evaluation, the ratings to score.
+
+  Returns:
+    One OrderedDict per group, as `exact.group_spec(scored is not None)`.
+  """
+  require(users_per_group >= 1, "users_per_group", users_per_group, "must be >= 1.")
+  missing = [c for c in client_ids if c not in rated or (scored is not None and c not in scored)]
+  if missing:
+    raise ValueError(f"users {missing[:5]} have no ratings to "
+                     f"{'solve from or to score' if scored is not None else 'solve from'}.")
+  ordered = sorted(client_ids, key=rated.count)
+  groups = []
+  for start in range(0, len(ordered), users_per_group):
+    members = ordered[start:start + users_per_group]
+    movies, ratings = rated.pad(members)
+    group = collections.OrderedDict(movies=movies, ratings=ratings)
+    if scored is not None:
+      group["score_movies"], group["score_ratings"] = scored.pad(members)
+    groups.append(group)
+  return groups
