@@ -46,6 +46,7 @@ import tensorflow_federated as tff
 
 from tff_movierec import privacy
 from tff_movierec.errors import require
+from tff_movierec.training.server_update import ServerUpdate
 from tff_movierec.training.stateful_local import finalize
 
 ModelWeights = tff.learning.models.ModelWeights
@@ -268,28 +269,15 @@ class ExactReconstructionProcess:
       # Weighted even for uniform weighting: a call's weight is then its number
       # of users, so that the mean over calls is the mean over users.
       model_aggregator = tff.aggregators.MeanFactory()
-    aggregation = (model_aggregator.create(update_type) if unweighted
-                   else model_aggregator.create(update_type, weight_type))
-    finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
-        server_optimizer, weights_type)
+    server = ServerUpdate(zero_weights, update_type, weight_type, server_optimizer,
+                          model_aggregator, unweighted)
+    initialize = server.initialize
 
-    @tff.federated_computation
-    def initialize():
-      return tff.federated_zip(collections.OrderedDict(
-          model=tff.federated_eval(zero_weights, tff.SERVER),
-          optimizer=finalizer.initialize(), aggregator=aggregation.initialize()))
-
-    @tff.federated_computation(initialize.type_signature.result,
-                               tff.FederatedType(train_type, tff.CLIENTS))
+    @tff.federated_computation(server.state_type, tff.FederatedType(train_type, tff.CLIENTS))
     def next_fn(state, groups):
       gradient, weight, sums = tff.federated_map(
           client_update, (tff.federated_broadcast(state.model), groups))
-      aggregated = (aggregation.next(state.aggregator, gradient) if unweighted
-                    else aggregation.next(state.aggregator, gradient, weight))
-      finalized = finalizer.next(state.optimizer, state.model, aggregated.result)
-      new_state = tff.federated_zip(collections.OrderedDict(
-          model=finalized.result, optimizer=finalized.state, aggregator=aggregated.state))
-      return new_state, tff.federated_sum(sums)
+      return server.apply(state, gradient, weight), tff.federated_sum(sums)
 
     @tff.federated_computation(tff.FederatedType(weights_type, tff.SERVER),
                                tff.FederatedType(eval_type, tff.CLIENTS))

@@ -35,6 +35,7 @@ import tensorflow_federated as tff
 from tff_movierec.training import federated_task
 from tff_movierec import privacy
 from tff_movierec.training import initialization, sparse_updates
+from tff_movierec.training.server_update import ServerUpdate
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 
@@ -150,32 +151,17 @@ class StatefulLocalProcess:
     if model_aggregator is None:
       model_aggregator = (tff.aggregators.UnweightedMeanFactory() if uniform_weighting
                           else tff.aggregators.MeanFactory())
-    aggregation = (model_aggregator.create(delta_type) if unweighted
-                   else model_aggregator.create(delta_type, weight_type))
-    finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
-        server_optimizer, global_type)
+    server = ServerUpdate(initial_global, delta_type, weight_type, server_optimizer,
+                          model_aggregator, unweighted)
+    initialize = server.initialize
 
-    @tff.federated_computation
-    def initialize():
-      return tff.federated_zip(collections.OrderedDict(
-          model=tff.federated_eval(initial_global, tff.SERVER),
-          optimizer=finalizer.initialize(),
-          aggregator=aggregation.initialize()))
-
-    state_type = initialize.type_signature.result
-
-    @tff.federated_computation(state_type, tff.FederatedType(dataset_type, tff.CLIENTS),
+    @tff.federated_computation(server.state_type, tff.FederatedType(dataset_type, tff.CLIENTS),
                                tff.FederatedType(local_type, tff.CLIENTS))
     def next_fn(state, datasets, local):
       incoming = tff.federated_broadcast(state.model)
       delta, weight, new_local, sums = tff.federated_map(
           client_update, (incoming, datasets, local))
-      aggregated = (aggregation.next(state.aggregator, delta) if unweighted
-                    else aggregation.next(state.aggregator, delta, weight))
-      finalized = finalizer.next(state.optimizer, state.model, aggregated.result)
-      new_state = tff.federated_zip(collections.OrderedDict(
-          model=finalized.result, optimizer=finalized.state, aggregator=aggregated.state))
-      return new_state, tff.federated_sum(sums), new_local
+      return server.apply(state, delta, weight), tff.federated_sum(sums), new_local
 
     self._initialize = initialize
     self._next = next_fn
