@@ -27,6 +27,7 @@ from tff_movierec.privacy import aggregators
 from tff_movierec.reconstruction import exact, holdout
 from tff_movierec.reconstruction.user_groups import UserRatings, pack
 from tff_movierec.training.federated_run import FederatedRun, Report
+from tff_movierec.training.optimizers import OptimizerSpec
 from tff_movierec.training.sampling import ClientSampler
 
 # Users per TFF client call with the plain mean aggregator (any other gets 1).
@@ -39,7 +40,7 @@ class ExactReconConfigs:
 
   hparams: Mapping[str, Any]
   model: exact.ExactConfig
-  server_optimizer: Any
+  server_optimizer: OptimizerSpec
   aggregator: aggregators.AggregatorSpec
   users_per_client_call: int
   eval_split: str
