@@ -111,8 +111,7 @@ def _measure(task: str, args) -> dict:
   if task == "movielens_fedrecon":
     record["reconstruction_steps"] = hp["reconstruction_steps"]
   else:
-    record["users_per_client_call"] = (hp["users_per_client_call"]
-                                       or movielens_recon.DEFAULT_USERS_PER_CLIENT_CALL)
+    record["users_per_client_call"] = movielens_recon.configure(hp).users_per_client_call
   return record
 
 

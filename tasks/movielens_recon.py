@@ -103,18 +103,22 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
   unseen_ids = cross_device.subset(unseen_scored.client_ids, hp["final_eval_clients"], rng)
   per_call = configs.users_per_client_call
 
-  def evaluate(weights, rated: UserRatings, to_score: UserRatings, client_ids) -> dict:
-    metrics = process.evaluate(weights, pack(rated, client_ids, per_call, to_score))
-    return {**metrics, "num_clients": float(len(client_ids))}
+  def evaluate(weights, groups, num_clients: int) -> dict:
+    return {**process.evaluate(weights, groups), "num_clients": float(num_clients)}
+
+  # The same users at every periodic evaluation: packed once.
+  periodic_groups = pack(train, periodic_ids, per_call, scored)
 
   def evaluate_fn(state, round_num):
-    return evaluate(process.get_model_weights(state), train, scored, periodic_ids)
+    return evaluate(process.get_model_weights(state), periodic_groups, len(periodic_ids))
 
   def report(state, output_dir: str) -> Report:
     weights = process.get_model_weights(state)
-    rows = {"seen": evaluate(weights, train, scored, final_ids)}
+    rows = {"seen": evaluate(weights, pack(train, final_ids, per_call, scored),
+                             len(final_ids))}
     if unseen_ids:
-      rows["unseen"] = evaluate(weights, unseen_train, unseen_scored, unseen_ids)
+      rows["unseen"] = evaluate(
+          weights, pack(unseen_train, unseen_ids, per_call, unseen_scored), len(unseen_ids))
     return cross_device.final_report(rows, output_dir, configs.eval_split)
 
   return FederatedRun(

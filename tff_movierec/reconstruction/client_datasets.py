@@ -56,7 +56,11 @@ def _two_batch_dataset(first: Tuple[np.ndarray, np.ndarray],
       tf.data.Dataset.from_tensors(second))
 
 
-def _by_user(ratings: pd.DataFrame) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+def ratings_by_user(ratings: pd.DataFrame) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+  """{user: (movies int32 [n], ratings float32 [n])}, each user's ratings in the
+  frame's order (views into one sorted copy); {} for an empty frame."""
+  if ratings.empty:
+    return {}
   users = ratings["user"].to_numpy()
   order = np.argsort(users, kind="stable")
   movies = ratings["movie"].to_numpy(np.int32)[order]
@@ -79,7 +83,7 @@ def training_datasets(train: pd.DataFrame, reconstruction_fraction: float = 0.5,
           reconstruction_fraction, "must be in (0, 1).")
   rng = np.random.default_rng(seed)
   datasets, sizes = {}, {}
-  for user, (movies, values) in _by_user(train).items():
+  for user, (movies, values) in ratings_by_user(train).items():
     n = len(movies)
     if n == 1:
       parts = ((movies, values), (movies, values))
@@ -98,9 +102,9 @@ def evaluation_datasets(reconstruct: pd.DataFrame, score: pd.DataFrame) -> UserD
 
   Raises ValueError if a user to score has no ratings to reconstruct from.
   """
-  known = _by_user(reconstruct)
+  known = ratings_by_user(reconstruct)
   datasets, sizes = {}, {}
-  for user, scored in _by_user(score).items():
+  for user, scored in ratings_by_user(score).items():
     if user not in known:
       raise ValueError(f"user {user} has held-out ratings but none to reconstruct from.")
     datasets[str(user)] = _two_batch_dataset(known[user], scored)

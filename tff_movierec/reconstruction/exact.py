@@ -101,15 +101,20 @@ class ExactConfig:
     return names + [IMPLICIT_EMBEDDING] if self.implicit else names
 
 
+def weight_shapes(config: ExactConfig) -> List[tuple]:
+  """Shapes of the global weights, in `config.weight_names` order."""
+  table = (config.num_movies, config.embedding_dim)
+  return [table, (config.num_movies,), ()] + ([table] if config.implicit else [])
+
+
 def initial_weights(config: ExactConfig, seed: int) -> ModelWeights:
-  """Seeded initial global weights (numpy float32), in `config.weight_names` order."""
+  """Seeded initial global weights (numpy float32), in `config.weight_names` order:
+  Q normal, biases zero except b, Y zero."""
   rng = np.random.default_rng(seed)
-  shape = (config.num_movies, config.embedding_dim)
-  trainable = [(config.init_stddev * rng.standard_normal(shape)).astype(np.float32),
-               np.zeros(config.num_movies, np.float32),
-               np.float32(config.initial_global_bias)]
-  if config.implicit:
-    trainable.append(np.zeros(shape, np.float32))
+  shapes = weight_shapes(config)
+  trainable = [(config.init_stddev * rng.standard_normal(shapes[0])).astype(np.float32),
+               np.zeros(shapes[1], np.float32), np.float32(config.initial_global_bias)]
+  trainable += [np.zeros(shape, np.float32) for shape in shapes[3:]]
   return ModelWeights(trainable=trainable, non_trainable=[])
 
 
@@ -245,12 +250,11 @@ class ExactReconstructionProcess:
     """
     unweighted = privacy.check_weighting(model_aggregator, config.uniform_weighting)
     self.config = config
-    example = initial_weights(config, seed=0)
+    shapes = weight_shapes(config)
 
     @tff.tensorflow.computation
     def zero_weights():
-      return ModelWeights(trainable=[tf.zeros(np.shape(w)) for w in example.trainable],
-                          non_trainable=[])
+      return ModelWeights(trainable=[tf.zeros(shape) for shape in shapes], non_trainable=[])
 
     weights_type = zero_weights.type_signature.result
     train_type = tff.types.tensorflow_to_type(group_spec(scored=False))

@@ -7,38 +7,31 @@ into groups, so that little of a block is padding.
 """
 
 import collections
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from tff_movierec.errors import require
+from tff_movierec.reconstruction.client_datasets import ratings_by_user
 
 
 class UserRatings:
-  """Every user's ratings (CSR by user); client id = str(user index)."""
+  """Every user's ratings (`client_datasets.ratings_by_user`); client id = str(user index)."""
 
   def __init__(self, ratings: pd.DataFrame):
-    users = ratings["user"].to_numpy()
-    order = np.argsort(users, kind="stable")
-    self._movies = ratings["movie"].to_numpy(np.int32)[order]
-    self._ratings = ratings["rating"].to_numpy(np.float32)[order]
-    sorted_users = users[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1] if len(users) else []
-    ends = np.r_[starts[1:], len(order)] if len(users) else []
-    self._rows: Dict[str, slice] = {str(int(sorted_users[s])): slice(s, e)
-                                    for s, e in zip(starts, ends)}
-    self.client_ids: List[str] = sorted(self._rows, key=int)
+    self._users: Dict[str, Tuple[np.ndarray, np.ndarray]] = {
+        str(user): rows for user, rows in ratings_by_user(ratings).items()}
+    self.client_ids: List[str] = sorted(self._users, key=int)
 
   def __len__(self) -> int:
     return len(self.client_ids)
 
   def __contains__(self, client_id: str) -> bool:
-    return client_id in self._rows
+    return client_id in self._users
 
   def count(self, client_id: str) -> int:
-    rows = self._rows[client_id]
-    return rows.stop - rows.start
+    return len(self._users[client_id][0])
 
   def total(self, client_ids: Sequence[str]) -> int:
     return sum(self.count(c) for c in client_ids)
@@ -49,9 +42,9 @@ class UserRatings:
     movies = np.full((len(client_ids), width), -1, np.int32)
     ratings = np.zeros((len(client_ids), width), np.float32)
     for row, client_id in enumerate(client_ids):
-      rows = self._rows[client_id]
-      movies[row, :rows.stop - rows.start] = self._movies[rows]
-      ratings[row, :rows.stop - rows.start] = self._ratings[rows]
+      user_movies, user_ratings = self._users[client_id]
+      movies[row, :len(user_movies)] = user_movies
+      ratings[row, :len(user_ratings)] = user_ratings
     return movies, ratings
 
 
