@@ -63,7 +63,7 @@ from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tasks import registry, runner  # noqa: E402
-from tasks.definition import Hparams, TaskDefinition  # noqa: E402
+from tasks.definition import NO_PRESET, Hparams, TaskDefinition  # noqa: E402
 from tff_movierec.data.download import DataError  # noqa: E402
 from tff_movierec.errors import ConfigError, DivergenceError, ExperimentFolderError  # noqa: E402
 from tff_movierec.models import rating_ffnn  # noqa: E402
@@ -142,7 +142,8 @@ flags.DEFINE_enum("algorithm", "stateful_local", list(algorithms.ALGORITHMS),
                   "across rounds).")
 flags.DEFINE_integer("total_rounds", 15, "Training rounds (raise it to extend a run).")
 flags.DEFINE_integer("clients_per_round", 10,
-                     "Clients per round (the expected number with Poisson sampling).")
+                     "Clients per round (the expected number with Poisson sampling); "
+                     "movielens_recon and movielens_fedrecon: 0 = every user, every round.")
 flags.DEFINE_enum("client_sampling", "poisson", list(sampling.SCHEMES),
                   "movielens_recon, movielens_fedrecon: each user joins a round with probability "
                   "clients_per_round / users (poisson, what the DP accounting assumes) or "
@@ -168,6 +169,7 @@ flags.DEFINE_float("server_learning_rate", 0.03, "Server learning rate.")
 flags.DEFINE_integer("server_lr_decay_rounds", 0,
                      "Cosine-decay the server learning rate to a tenth of it over this many "
                      "rounds (then constant); 0: constant.")
+flags.DEFINE_float("server_momentum", 0.0, "Server SGD momentum (--server_optimizer=sgd).")
 flags.DEFINE_float("server_beta_1", 0.9, "Server Adam/Yogi beta_1.")
 flags.DEFINE_float("server_beta_2", 0.999, "Server Adam/Yogi beta_2.")
 flags.DEFINE_enum("local_optimizer", "sgd", ["sgd", "adam", "adagrad", "yogi"],
@@ -179,11 +181,18 @@ flags.DEFINE_float("local_learning_rate", 20.0,
                    "row gets a 1/batch share of a batch's mean-loss gradient).")
 
 # Privacy and aggregation.
+flags.DEFINE_string("privacy", NO_PRESET,
+                    "A privacy preset of the task, e.g. movielens_recon's user_dp (user-level "
+                    "DP settings chosen on validation; flags given beside it override them).")
 flags.DEFINE_enum("aggregator", "none", ["none", "dp_fixed", "dp_adaptive", "secure",
                                          "compression"],
                   "Model-update aggregator. DP kinds are unweighted: they need "
                   "--client_weighting=uniform.")
 flags.DEFINE_float("noise_multiplier", None, "DP noise std / clip norm.")
+flags.DEFINE_float("target_epsilon", None,
+                   "DP: calibrate the noise multiplier so that ε <= this after --total_rounds "
+                   "rounds at --dp_delta (printed and written to hparams.csv as "
+                   "calibrated_noise_multiplier); excludes --noise_multiplier.")
 flags.DEFINE_float("clip_norm", None, "DP L2 clip (the initial clip if adaptive).")
 flags.DEFINE_float("target_unclipped_quantile", None,
                    "dp_adaptive: target quantile of update norms.")
@@ -198,6 +207,12 @@ flags.DEFINE_float("item_l2", 0.15,
 flags.DEFINE_bool("implicit_feedback", True,
                   "movielens_recon: add SVD++'s term from the set of movies a user rated "
                   "(known only on its device).")
+flags.DEFINE_bool("public_movie_features", False,
+                  "movielens_recon: each user also fits weights on the movies' public "
+                  "metadata (genres, release year): no privacy cost.")
+flags.DEFINE_bool("movie_bias_feature", False,
+                  "movielens_recon: each user also fits its own weight on the movie bias "
+                  "(how much it agrees with the crowd), solved on its device.")
 flags.DEFINE_integer("users_per_client_call", None,
                      "movielens_recon: users simulated in one TFF client call (their "
                      "aggregate equals one client per user with --aggregator=none); default "
@@ -263,12 +278,15 @@ _GROUPS = collections.OrderedDict([
                   "client_epochs", "client_batch_size", "shuffle_client_examples",
                   "max_client_examples", "client_weighting", "reconstruction_epochs"]),
     ("optimizers", ["client_optimizer", "client_learning_rate", "client_momentum",
-                    "server_optimizer", "server_learning_rate", "server_beta_1",
+                    "server_optimizer", "server_learning_rate", "server_momentum",
+                    "server_beta_1",
                     "server_beta_2", "server_lr_decay_rounds", "local_optimizer",
                     "local_learning_rate"]),
-    ("privacy", ["aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
-                 "dp_delta"]),
-    ("cross_device", ["user_l2", "item_l2", "implicit_feedback", "users_per_client_call",
+    ("privacy", ["privacy", "aggregator", "noise_multiplier", "target_epsilon", "clip_norm",
+                 "target_unclipped_quantile", "dp_delta"]),
+    ("cross_device", ["user_l2", "item_l2", "implicit_feedback", "public_movie_features",
+                      "movie_bias_feature",
+                      "users_per_client_call",
                       "reconstruction_steps", "post_reconstruction_steps",
                       "reconstruction_l2", "server_weight_decay", "cold_start_fraction",
                       "eval_clients", "final_eval_clients"]),
@@ -315,7 +333,10 @@ def task_hparams(task: TaskDefinition) -> Hparams:
   if stray:
     raise FlagError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not read by "
                     f"--task={task.name}; it reads --{', --'.join(task.all_reads[1:])}.")
-  for name, value in task.defaults_for(FLAGS.use_synthetic_data).items():
+  if FLAGS.privacy != NO_PRESET and FLAGS.privacy not in task.presets:
+    raise FlagError(f"--privacy={FLAGS.privacy} is not a preset of --task={task.name} (its "
+                    f"presets: {', '.join(task.presets) or 'none'}).")
+  for name, value in task.defaults_for(FLAGS.use_synthetic_data, FLAGS.privacy).items():
     if not _given(name):
       FLAGS.set_default(name, value)
   if FLAGS.use_synthetic_data:

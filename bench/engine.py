@@ -8,7 +8,8 @@ would use and the one training loop (`tff_movierec/training/loop.py`).
 
 `hparams` builds a task's settings the way `run_experiment.task_hparams`
 builds them from the command line: the flags' defaults, then the task's
-`defaults` (and `synthetic_defaults` with use_synthetic_data), then the
+`defaults` (its `privacy` preset's, and `synthetic_defaults` with
+use_synthetic_data), then the
 settings given, which play the part of the flags given on the command line.
 A setting the task does not read is refused, as a stray flag is. Only the
 flags' definitions (their defaults) are read here; FLAGS is never parsed, so
@@ -18,6 +19,7 @@ Benchmarks time whole runs, so `run_task` refuses an experiment folder that
 already holds a run instead of resuming it.
 """
 
+import argparse
 import dataclasses
 import os
 from typing import Any, Callable, List, Mapping, Optional, Tuple
@@ -26,10 +28,23 @@ import pandas as pd
 
 import run_experiment
 from tasks import common, registry, runner
-from tasks.definition import Hparams
+from tasks.definition import NO_PRESET, Hparams
 from tff_movierec.errors import ExperimentFolderError
 from tff_movierec.training import managers
 from tff_movierec.training.federated_run import FederatedRun
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of a bench script that runs tasks: --data_dir, --synthetic
+  and --output_dir (required); `check_data_arguments` refuses both data kinds."""
+  parser.add_argument("--data_dir", help="MovieLens-1M folder (default: the cache)")
+  parser.add_argument("--synthetic", action="store_true", help="small generated data")
+  parser.add_argument("--output_dir", required=True)
+
+
+def check_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  if args.synthetic and args.data_dir:
+    parser.error("--data_dir with --synthetic: choose the real data or the synthetic data.")
 
 
 def hparams(task_name: str, settings: Mapping[str, Any]) -> Hparams:
@@ -44,7 +59,7 @@ def hparams(task_name: str, settings: Mapping[str, Any]) -> Hparams:
   values = {name: run_experiment.FLAGS[name].default for name in task.all_reads}
   values["task"] = task_name
   synthetic = settings.get("use_synthetic_data", values["use_synthetic_data"])
-  values.update(task.defaults_for(synthetic))
+  values.update(task.defaults_for(synthetic, settings.get("privacy", NO_PRESET)))
   if synthetic:
     given = sorted({"data_dir", "ratings_path"} & set(settings))
     if given:

@@ -63,9 +63,7 @@ SETTINGS = {
 
 def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--data_dir", help="MovieLens-1M folder (default: the cache)")
-  parser.add_argument("--synthetic", action="store_true", help="small generated data")
-  parser.add_argument("--output_dir", required=True)
+  engine.add_data_arguments(parser)
   parser.add_argument("--noise_multipliers", default="0,0.5,1.0",
                       help="comma-separated; 0 = non-private baseline")
   parser.add_argument("--aggregator", default="dp_adaptive", choices=["dp_fixed", "dp_adaptive"])
@@ -91,8 +89,7 @@ def _parse_args():
   task.add_argument("--reconstruction_l2", type=float,
                     help="L2 penalty on the reconstructed user embedding and bias")
   args = parser.parse_args()
-  if args.synthetic and args.data_dir:
-    parser.error("--data_dir with --synthetic: choose the real data or the synthetic data.")
+  engine.check_data_arguments(parser, args)
   return args
 
 

@@ -6,7 +6,7 @@ library's validated configs (which raise ConfigError naming the fields).
 """
 
 import tempfile
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from tff_movierec.data import movielens, partitions, preprocessing, synthetic
 from tff_movierec.errors import ConfigError, require
@@ -18,10 +18,10 @@ PARTITION = ("partition", "num_clients", "dirichlet_concentration", "partition_a
 CLIENT_SPEC = ("client_epochs", "client_batch_size", "shuffle_client_examples",
                "max_client_examples")
 CLIENT_OPTIMIZER = ("client_optimizer", "client_learning_rate", "client_momentum")
-SERVER_OPTIMIZER = ("server_optimizer", "server_learning_rate", "server_beta_1",
-                    "server_beta_2", "server_lr_decay_rounds")
-PRIVACY = ("aggregator", "noise_multiplier", "clip_norm", "target_unclipped_quantile",
-           "dp_delta", "client_weighting")
+SERVER_OPTIMIZER = ("server_optimizer", "server_learning_rate", "server_momentum",
+                    "server_beta_1", "server_beta_2", "server_lr_decay_rounds")
+PRIVACY = ("aggregator", "noise_multiplier", "target_epsilon", "clip_norm",
+           "target_unclipped_quantile", "dp_delta", "client_weighting")
 EVAL_SPLIT = ("eval_split",)
 EVAL_SPLITS = ("test", "validation")
 # Training losses above these mean a run diverged, even if finite: an MSE of
@@ -65,14 +65,15 @@ def client_optimizer(hp: Mapping) -> OptimizerSpec:
 
 def server_optimizer(hp: Mapping) -> OptimizerSpec:
   return OptimizerSpec(hp["server_optimizer"], hp["server_learning_rate"],
-                       beta_1=hp["server_beta_1"], beta_2=hp["server_beta_2"],
+                       momentum=hp["server_momentum"], beta_1=hp["server_beta_1"],
+                       beta_2=hp["server_beta_2"],
                        decay_steps=hp["server_lr_decay_rounds"], role="server")
 
 
 def aggregator_spec(hp: Mapping) -> aggregators.AggregatorSpec:
   """The model-update aggregator; checks dp_delta against it."""
   spec = aggregators.AggregatorSpec(
-      hp["aggregator"], hp["noise_multiplier"], hp["clip_norm"],
+      hp["aggregator"], hp["noise_multiplier"], hp["target_epsilon"], hp["clip_norm"],
       hp["target_unclipped_quantile"], hp["clients_per_round"], hp["client_weighting"])
   check_dp_delta(hp, spec.is_dp, "the DP aggregators (dp_fixed, dp_adaptive)")
   return spec
@@ -89,13 +90,53 @@ def check_dp_delta(hp: Mapping, is_dp: bool, dp_kinds: str) -> None:
     require(0 < delta < 1, "dp_delta", delta, "must be in (0, 1).")
 
 
-def dp_accounting(hp: Mapping, spec: aggregators.AggregatorSpec,
-                  population: int) -> Optional[DpAccounting]:
-  """ε accounting of a DP aggregator over `population` clients (None if not DP)."""
+def dp_delta(hp: Mapping, population: int) -> float:
+  """--dp_delta, or 1 / population^1.1."""
+  return hp["dp_delta"] or accounting.default_delta(population)
+
+
+def noise_for_target(hp: Mapping, sampling_probability: float, population: int,
+                     log=print) -> float:
+  """The smallest noise multiplier whose ε after --total_rounds rounds, each
+  client taking part with `sampling_probability`, is <= --target_epsilon at
+  `dp_delta(hp, population)`; printed with `log`."""
+  delta = dp_delta(hp, population)
+  noise = accounting.noise_for_epsilon(hp["target_epsilon"], sampling_probability,
+                                       hp["total_rounds"], delta)
+  log(f"target_epsilon={hp['target_epsilon']:g}: noise multiplier {noise:.4f} (δ={delta:.3g}, "
+      f"{hp['total_rounds']} rounds, sampling probability {sampling_probability:.4g})")
+  return noise
+
+
+def dp_aggregator(hp: Mapping, spec: aggregators.AggregatorSpec, population: int
+                  ) -> Tuple[aggregators.AggregatorSpec, Optional[DpAccounting]]:
+  """The aggregator over `population` clients with its noise calibrated
+  (--target_epsilon), and its ε accounting (None if not DP)."""
+  spec = spec.for_population(population)
   if not spec.is_dp:
-    return None
-  return DpAccounting(spec.noise_multiplier,
-                      hp["dp_delta"] or accounting.default_delta(population))
+    return spec, None
+  if spec.target_epsilon is not None:
+    spec = spec.with_noise(noise_for_target(hp, spec.clients_per_round / population,
+                                            population))
+  return spec, DpAccounting(spec.noise_multiplier, dp_delta(hp, population),
+                            hp["target_epsilon"], _mechanism(spec, population))
+
+
+def _mechanism(spec: aggregators.AggregatorSpec, population: int) -> str:
+  """One line naming what is noised, the clip, the participation, the accounting."""
+  if spec.kind == "dp_fixed":
+    clip = f"clipped to L2 norm {spec.clip_norm:g}"
+  else:
+    initial = spec.clip_norm or aggregators.DEFAULT_ADAPTIVE_INITIAL_CLIP
+    quantile = spec.target_unclipped_quantile or aggregators.DEFAULT_TARGET_UNCLIPPED_QUANTILE
+    clip = (f"clipped adaptively (from {initial:g} towards the {quantile:g} quantile of "
+            "update norms, part of the noise spent on it)")
+  q = spec.clients_per_round / population
+  participation = ("every client in every round" if q >= 1 else
+                   f"{spec.clients_per_round} of {population} clients per round (accounted "
+                   f"as Poisson sampling, q = {q:.4g})")
+  return (f"Gaussian mechanism on the sum of client updates {clip}, noise multiplier "
+          f"{spec.noise_multiplier:.4g}; {participation}; one client per user; RDP accounting")
 
 
 def eval_split(hp: Mapping) -> str:

@@ -27,8 +27,13 @@ def check(hp: Mapping) -> None:
     require(hp[name] is None or hp[name] >= 1, name, hp[name], "must be >= 1.")
   require(hp["client_sampling"] in sampling.SCHEMES, "client_sampling",
           hp["client_sampling"], f"must be one of {sampling.SCHEMES}.")
-  require(hp["clients_per_round"] >= 1, "clients_per_round", hp["clients_per_round"],
-          "must be >= 1.")
+  require(hp["clients_per_round"] >= 0, "clients_per_round", hp["clients_per_round"],
+          "must be >= 0 (0: every user, every round).")
+
+
+def clients_per_round(hp: Mapping, population: int) -> int:
+  """--clients_per_round, with 0 meaning the whole population."""
+  return hp["clients_per_round"] or population
 
 
 def subset(client_ids: Sequence[str], size: Optional[int],

@@ -23,6 +23,8 @@ from tff_movierec.training.federated_run import FederatedRun
 COMMON = ("task", "experiment_name", "root_output_dir", "use_synthetic_data", "data_dir")
 # Read by every federated task: the training loop's settings.
 LOOP = ("total_rounds", "rounds_per_eval", "rounds_per_checkpoint")
+# --privacy without a preset.
+NO_PRESET = "none"
 
 
 class Hparams(Mapping[str, Any]):
@@ -60,6 +62,9 @@ class TaskDefinition:
       flags' defaults (e.g. more rounds).
     synthetic_defaults: defaults that replace those with use_synthetic_data
       (e.g. fewer clients per round than the small synthetic population).
+    presets: --privacy=NAME -> the settings it sets (over the defaults; flags
+      given on the command line still win). A task with presets reads
+      "privacy".
   """
 
   name: str
@@ -70,18 +75,26 @@ class TaskDefinition:
   run: Optional[Callable[[Any, str], str]] = None
   defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   synthetic_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if (self.build is None) == (self.run is None):
       raise ValueError(f"task {self.name!r}: give exactly one of build and run.")
-    unknown = (set(self.defaults) | set(self.synthetic_defaults)) - set(self.all_reads)
+    preset_settings = set().union(*self.presets.values()) if self.presets else set()
+    unknown = (set(self.defaults) | set(self.synthetic_defaults) | preset_settings
+               ) - set(self.all_reads)
     if unknown:
       raise ValueError(f"task {self.name!r}: defaults of settings it does not read: "
                        f"{sorted(unknown)}.")
 
-  def defaults_for(self, use_synthetic_data: bool) -> Dict[str, Any]:
-    """The task's defaults of shared settings, with or without synthetic data."""
-    return {**self.defaults, **(self.synthetic_defaults if use_synthetic_data else {})}
+  def defaults_for(self, use_synthetic_data: bool, preset: str = NO_PRESET
+                   ) -> Dict[str, Any]:
+    """The task's defaults of shared settings, with or without synthetic data,
+    under `preset` (NO_PRESET or a key of `presets`)."""
+    if preset != NO_PRESET and preset not in self.presets:
+      raise KeyError(preset)
+    return {**self.defaults, **self.presets.get(preset, {}),
+            **(self.synthetic_defaults if use_synthetic_data else {})}
 
   @property
   def federated(self) -> bool:
@@ -89,4 +102,5 @@ class TaskDefinition:
 
   @property
   def all_reads(self) -> Tuple[str, ...]:
-    return COMMON + (LOOP + ("seed",) if self.federated else ()) + tuple(self.reads)
+    return (COMMON + (LOOP + ("seed",) if self.federated else ()) + tuple(self.reads)
+            + (("privacy",) if self.presets else ()))

@@ -22,7 +22,6 @@ from tff_movierec.data import features, partitions
 from tff_movierec.ease import federated as federated_ease
 from tff_movierec.errors import ConfigError
 from tff_movierec.metrics import protocols
-from tff_movierec.privacy import accounting
 from tasks.definition import TaskDefinition
 from tff_movierec.retrieval.experiment import with_validation
 from tff_movierec.training.federated_run import DpAccounting, FederatedRun, Report
@@ -48,7 +47,8 @@ def configure(hp: Mapping[str, Any]) -> EaseConfigs:
     raise ConfigError(f"ranking_protocol={hp['ranking_protocol']!r}: expected one of "
                       f"{protocols.PROTOCOLS}.", ("ranking_protocol",))
   ease = federated_ease.EaseConfig(hp["ease_l2"], hp["ease_dropout"], hp["aggregator"],
-                                   hp["noise_multiplier"], hp["max_user_history"])
+                                   hp["noise_multiplier"], hp["max_user_history"],
+                                   hp["target_epsilon"])
   common.check_dp_delta(hp, ease.aggregator == "dp_fixed", "aggregator='dp_fixed'")
   return EaseConfigs(hparams=hp, partition=common.partition_spec(hp), ease=ease,
                      eval_split=common.eval_split(hp))
@@ -77,6 +77,9 @@ def build(configs: EaseConfigs) -> FederatedRun:
       [histories[u] for u in users]) for k, users in enumerate(members) if users}
   config = dataclasses.replace(configs.ease,
                                max_users_per_client=max(len(users) for users in members))
+  if config.target_epsilon is not None:
+    # Every user is in every release: sampling probability 1.
+    config = config.with_noise(common.noise_for_target(hp, 1.0, data.num_users))
   process = federated_ease.EaseProcess(data.num_movies, config)
   split = _SPLITS[configs.eval_split]
 
@@ -98,8 +101,11 @@ def build(configs: EaseConfigs) -> FederatedRun:
 
   dp = None
   if config.aggregator == "dp_fixed":
-    dp = DpAccounting(config.noise_multiplier,
-                      hp["dp_delta"] or accounting.default_delta(data.num_users))
+    dp = DpAccounting(
+        config.noise_multiplier, common.dp_delta(hp, data.num_users), hp["target_epsilon"],
+        f"Gaussian noise multiplier {config.noise_multiplier:.4g} on the Gram sum, each user "
+        f"capped at {config.max_user_history} interactions (L2 sensitivity = the cap); every "
+        "user in every release; RDP accounting")
   return FederatedRun(
       process=process,
       initial_state_fn=process.initialize,
@@ -121,8 +127,8 @@ TASK = TaskDefinition(
              "DP sum), the server solves EASE in closed form; full-ranking NDCG beside "
              "centralized EASE"),
     reads=(("ranking_protocol",) + common.EVAL_SPLIT + common.PARTITION +
-           ("aggregator", "noise_multiplier", "dp_delta", "ease_l2", "ease_dropout",
-            "max_user_history")),
+           ("aggregator", "noise_multiplier", "target_epsilon", "dp_delta", "ease_l2",
+            "ease_dropout", "max_user_history")),
     configure=configure,
     build=build,
     defaults={"total_rounds": 1},

@@ -135,10 +135,12 @@ def build(configs: ReconConfigs) -> FederatedRun:
                               seed=seed, validation=configs.eval_split == "validation")
   mf_config = dataclasses.replace(configs.model, num_movies=task.num_movies)
   model_fn = process.model_fn_for(mf_config)
-  aggregator = privacy.build_aggregator(configs.aggregator)
+  spec, dp = common.dp_aggregator(hp, configs.aggregator, len(task.train))
+  aggregator = privacy.build_aggregator(spec)
   training = process.build_training_process(model_fn, configs.recon, aggregator)
   evaluation_process = process.build_evaluation_process(model_fn, configs.recon)
-  sampler = ClientSampler(task.train.client_ids, hp["clients_per_round"],
+  per_round = cross_device.clients_per_round(hp, len(task.train.client_ids))
+  sampler = ClientSampler(task.train.client_ids, per_round,
                           hp["client_sampling"], seed)
   rng = np.random.default_rng(seed + 1)
   periodic_ids = cross_device.subset(task.eval_seen.client_ids, hp["eval_clients"], rng)
@@ -164,7 +166,7 @@ def build(configs: ReconConfigs) -> FederatedRun:
       client_data_fn=lambda client_ids, round_num: task.train.datasets(client_ids),
       evaluate_fn=evaluate_fn,
       report_fn=report,
-      dp=common.dp_accounting(hp, configs.aggregator, len(task.train)),
+      dp=dp,
       loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp, ("client", "server", "local")),
       description=task.description,

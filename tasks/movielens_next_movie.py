@@ -373,7 +373,8 @@ def build(configs: NextMovieConfigs) -> FederatedRun:
   task = create_next_movie_task_from_data(
       data, configs.partition, configs.client, model_config=configs.model,
       tuning=configs.eval_split == "validation")
-  aggregator = privacy.build_aggregator(configs.aggregator)
+  spec, dp = common.dp_aggregator(hp, configs.aggregator, len(task.train_data.client_ids))
+  aggregator = privacy.build_aggregator(spec)
   process = algorithms.build_fed_avg(task.model_fn, hp["client_weighting"],
                                      configs.client_optimizer, configs.server_optimizer,
                                      aggregator)
@@ -407,7 +408,7 @@ def build(configs: NextMovieConfigs) -> FederatedRun:
       client_data_fn=RoundDatasets(task.train_data, task.train_preprocess, seed),
       evaluate_fn=evaluate_fn,
       report_fn=report,
-      dp=common.dp_accounting(hp, configs.aggregator, len(task.train_data.client_ids)),
+      dp=dp,
       loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
       description=task.description,

@@ -265,7 +265,8 @@ def build(configs: RatingConfigs) -> FederatedRun:
   task = create_rating_task(configs)
   clients = task.train_data.client_ids
   train_counts = evaluation.train_examples(task)
-  aggregator = privacy.build_aggregator(configs.aggregator)
+  spec, dp = common.dp_aggregator(hp, configs.aggregator, len(clients))
+  aggregator = privacy.build_aggregator(spec)
   process = algorithms.build_training_process(task, configs.algorithm, aggregator)
   evaluate = evaluation.federated_evaluation(task, configs.algorithm, configs.client, process)
   seed = hp["seed"]
@@ -295,7 +296,7 @@ def build(configs: RatingConfigs) -> FederatedRun:
       client_data_fn=RoundDatasets(task.train_data, task.train_preprocess, seed, keyed=stateful),
       evaluate_fn=lambda state, round_num: evaluate.pooled(state),
       report_fn=report,
-      dp=common.dp_accounting(hp, configs.aggregator, len(clients)),
+      dp=dp,
       loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(
           hp, ("client", "server", "local") if task.local_layers else ("client", "server")),

@@ -22,6 +22,7 @@ import numpy as np
 from tasks import common, cross_device
 from tasks.definition import TaskDefinition
 from tff_movierec import privacy
+from tff_movierec.data import features
 from tff_movierec.errors import ConfigError, require
 from tff_movierec.privacy import aggregators
 from tff_movierec.reconstruction import exact, holdout
@@ -44,6 +45,7 @@ class ExactReconConfigs:
   aggregator: aggregators.AggregatorSpec
   users_per_client_call: int
   eval_split: str
+  public_features: bool
 
 
 def configure(hp: Mapping[str, Any]) -> ExactReconConfigs:
@@ -65,7 +67,9 @@ def configure(hp: Mapping[str, Any]) -> ExactReconConfigs:
       model=exact.ExactConfig(
           num_movies=1, embedding_dim=hp["embedding_dim"], user_l2=hp["user_l2"],
           item_l2=hp["item_l2"], implicit=hp["implicit_feedback"],
-          uniform_weighting=hp["client_weighting"] == "uniform"),
+          uniform_weighting=hp["client_weighting"] == "uniform",
+          movie_bias_feature=hp["movie_bias_feature"]),
+      public_features=hp["public_movie_features"],
       server_optimizer=common.server_optimizer(hp),
       aggregator=aggregator,
       users_per_client_call=per_call,
@@ -86,17 +90,21 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
   data = common.load_movielens(hp)
   split = holdout.user_holdout(data, hp["test_fraction"], hp["cold_start_fraction"],
                                seed=seed, validation=configs.eval_split == "validation")
-  model = dataclasses.replace(configs.model, num_movies=data.num_movies)
+  public = features.public_movie_features(data) if configs.public_features else None
+  model = dataclasses.replace(configs.model, num_movies=data.num_movies,
+                              num_public_features=0 if public is None else public.shape[1])
+  train, scored = UserRatings(split.seen_train), UserRatings(split.seen_test)
+  spec, dp = common.dp_aggregator(hp, configs.aggregator, len(train))
   # The plain mean is the process's own weighted mean, which holds for any
   # number of users per call; every other aggregator gets one user per call.
-  aggregator = (None if configs.aggregator.kind == "none"
-                else privacy.build_aggregator(configs.aggregator))
+  aggregator = None if spec.kind == "none" else privacy.build_aggregator(spec)
+  # Under DP the server receives the noised update only (no training errors).
   process = exact.ExactReconstructionProcess(model, configs.server_optimizer.build(),
-                                             aggregator)
-  train, scored = UserRatings(split.seen_train), UserRatings(split.seen_test)
+                                             aggregator, public,
+                                             release_training_metrics=not spec.is_dp)
   unseen_train, unseen_scored = UserRatings(split.unseen_train), UserRatings(split.unseen_test)
-  sampler = ClientSampler(train.client_ids, hp["clients_per_round"], hp["client_sampling"],
-                          seed)
+  per_round = cross_device.clients_per_round(hp, len(train.client_ids))
+  sampler = ClientSampler(train.client_ids, per_round, hp["client_sampling"], seed)
   rng = np.random.default_rng(seed + 1)
   periodic_ids = cross_device.subset(scored.client_ids, hp["eval_clients"], rng)
   final_ids = cross_device.subset(scored.client_ids, hp["final_eval_clients"], rng)
@@ -128,7 +136,7 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
       client_data_fn=lambda client_ids, round_num: pack(train, client_ids, per_call),
       evaluate_fn=evaluate_fn,
       report_fn=report,
-      dp=common.dp_accounting(hp, configs.aggregator, len(train)),
+      dp=dp,
       loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp, ("server",)),
       description=(f"MovieLens exact reconstruction: {split.describe(hp['test_fraction'])}, "
@@ -136,11 +144,27 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
       key_metric="rmse")
 
 
+# --privacy=user_dp: user-level DP (with --target_epsilon or --noise_multiplier)
+# at δ = 1e-6, chosen on the validation split (BENCHMARKS.md, issue 14). Every
+# user takes part in every round and sends its clipped gradient; the server
+# learns the global and movie biases only (no movie factors: at ε = 5 they
+# cost more noise than they gain) with SGD with momentum. Each user solves on
+# its device its bias, its weights on the movies' public features and its
+# weight on the movie bias.
+USER_DP_PRESET = {
+    "aggregator": "dp_fixed", "client_weighting": "uniform", "clip_norm": 0.1,
+    "dp_delta": 1e-6, "clients_per_round": 0, "total_rounds": 60, "rounds_per_eval": 10,
+    "server_optimizer": "sgd", "server_momentum": 0.9, "server_learning_rate": 45.0,
+    "server_lr_decay_rounds": 60, "embedding_dim": 0, "user_l2": 0.1, "item_l2": 0.0,
+    "implicit_feedback": False, "public_movie_features": True, "movie_bias_feature": True,
+}
+
 TASK = TaskDefinition(
     name="movielens_recon",
     summary=("cross-device matrix factorization, one client per user; each user's factors "
              "are solved exactly on its device and never leave it"),
     reads=(cross_device.READS + ("user_l2", "item_l2", "implicit_feedback",
+                                 "public_movie_features", "movie_bias_feature",
                                  "users_per_client_call") + common.SERVER_OPTIMIZER
            + common.PRIVACY),
     configure=configure,
@@ -151,4 +175,5 @@ TASK = TaskDefinition(
               "rounds_per_eval": 25, "eval_clients": None},
     # The synthetic data has 60 users.
     synthetic_defaults={"clients_per_round": 20},
+    presets={"user_dp": USER_DP_PRESET},
 )

@@ -80,7 +80,8 @@ def build(configs: RetrievalConfigs) -> FederatedRun:
       hp["ranking_protocol"], data.ratings, data.num_users, data.num_movies, seed=seed), seed)
   setup = training.federated_setup("retrieval", data, protocol, configs.towers, TASK_CONFIG,
                                    configs.partition, configs.client, seed)
-  aggregator = privacy.build_aggregator(configs.aggregator)
+  spec, dp = common.dp_aggregator(hp, configs.aggregator, len(setup.client_ids))
+  aggregator = privacy.build_aggregator(spec)
   process = algorithms.build_fed_avg(setup.model_fn, hp["client_weighting"],
                                      configs.client_optimizer, configs.server_optimizer,
                                      aggregator)
@@ -109,7 +110,7 @@ def build(configs: RetrievalConfigs) -> FederatedRun:
       client_data_fn=RoundDatasets(setup.client_data, setup.preprocess, seed),
       evaluate_fn=evaluate_fn,
       report_fn=report,
-      dp=common.dp_accounting(hp, configs.aggregator, len(setup.client_ids)),
+      dp=dp,
       loss_bound=common.SOFTMAX_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp),
       description=(f"TFRS two-tower retrieval, {protocol.name}, {len(setup.client_ids)} "

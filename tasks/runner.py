@@ -20,7 +20,8 @@ from tff_movierec.reporting import plots
 from tff_movierec.training import loop, managers, tensorboard
 from tff_movierec.training.federated_run import FederatedRun, Report
 
-# Settings that may change when a checkpointed run is started again.
+# Settings that may change when a checkpointed run is started again (not
+# total_rounds with target_epsilon: the noise was calibrated to the rounds).
 EXTENDABLE = ("total_rounds", "root_output_dir")
 
 
@@ -44,8 +45,11 @@ class TrainedRun:
 
 
 def _folder(task: TaskDefinition, hp: Hparams) -> managers.ExperimentFolder:
+  extendable = EXTENDABLE
+  if hp.get("target_epsilon") is not None:
+    extendable = tuple(name for name in EXTENDABLE if name != "total_rounds")
   return managers.open_experiment(hp["root_output_dir"], hp["experiment_name"] or task.name,
-                                  hp, extendable=EXTENDABLE)
+                                  hp, extendable=extendable)
 
 
 def run_standalone(task: TaskDefinition, hp: Hparams) -> str:
@@ -76,6 +80,8 @@ def train(task: TaskDefinition, hp: Hparams, log: Callable[[str], None] = print,
     tff_runtime.install()
     run = task.build(configs)
     log(f"{task.name}: {run.description}")
+    if run.dp is not None and run.dp.target_epsilon is not None:
+      folder.record_derived(hp, calibrated_noise_multiplier=run.dp.noise_multiplier)
     if adapt is not None:
       run = adapt(run)
     experiment = folder.create_managers()
@@ -114,7 +120,8 @@ def write_outputs(task: TaskDefinition, hp: Hparams, run: FederatedRun, report: 
            f"rounds: {last_round}; final evaluation: {', '.join(evaluated) or 'none'}"]
   if "privacy/epsilon" in metrics:
     lines.append(f"privacy: ε = {final['privacy/epsilon']:.3f} at δ = "
-                 f"{final['privacy/delta']:g}")
+                 f"{final['privacy/delta']:g} (user-level) after {last_round} rounds; "
+                 f"{run.dp.mechanism}")
   lines += [line for line in (report.headline,) if line]
   lines.append("settings: hparams.csv; per-round metrics: metrics.csv; TensorBoard: "
                "tensorboard/")

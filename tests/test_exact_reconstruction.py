@@ -46,36 +46,47 @@ def _weights(config, seed=1):
   return trainable
 
 
-def test_the_user_solve_is_the_ridge_solution_of_als(ratings):
+PUBLIC = np.random.default_rng(7).random((NUM_MOVIES, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("public", [None, PUBLIC])
+def test_the_user_solve_is_the_ridge_solution_of_als(ratings, public):
+  """The user regresses on [F[m], Q[m], 1] (F: the public features, if any)."""
   config = _config(implicit=False)
   weights = _weights(config)
   (group,) = user_groups.pack(ratings, ratings.client_ids, len(ratings))
-  rated = exact._Gathered([tf.constant(w) for w in weights], tf.constant(group["movies"]))
+  rated = exact._Gathered([tf.constant(w) for w in weights], tf.constant(group["movies"]),
+                          None if public is None else tf.constant(public))
   solved = exact.solve_users(weights, rated, tf.constant(group["ratings"]), config.user_l2)
   # The same regressions with the ALS baseline's solver, one row per user.
   rows = [ratings.pad([c]) for c in sorted(ratings.client_ids, key=ratings.count)]
   movies = np.concatenate([m[0][m[0] >= 0] for m, _ in rows])
   values = np.concatenate([r[0][m[0] >= 0] for m, r in rows])
   indptr = np.r_[0, np.cumsum([int((m >= 0).sum()) for m, _ in rows])]
-  features = np.hstack([weights[0], np.ones((NUM_MOVIES, 1))])
+  features = np.hstack(([] if public is None else [public]) +
+                       [weights[0], np.ones((NUM_MOVIES, 1))])
   expected = solve_rows(indptr, movies, values - weights[2] - weights[1][movies], features,
                         config.user_l2)
   np.testing.assert_allclose(solved.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("uniform", [False, True])
-def test_the_update_is_the_gradient_of_the_objective_minimized_over_users(ratings, uniform):
+@pytest.mark.parametrize("uniform, public, bias_feature",
+                         [(False, None, False), (True, None, False), (True, PUBLIC, True)])
+def test_the_update_is_the_gradient_of_the_objective_minimized_over_users(ratings, uniform,
+                                                                           public, bias_feature):
   """Envelope theorem: holding x at its solution gives the gradient of
-  min_x [L(x, θ) + user_l2 n |x|^2], which autodiff through the solve also gives."""
-  config = _config(uniform_weighting=uniform)
+  min_x [L(x, θ) + user_l2 n |x|^2], which autodiff through the solve also gives
+  (with public features, x also holds the user's weights on them)."""
+  config = _config(uniform_weighting=uniform, movie_bias_feature=bias_feature)
   weights = [tf.constant(w) for w in _weights(config)]
   (group,) = user_groups.pack(ratings, ratings.client_ids, len(ratings))
   group = {k: tf.constant(v) for k, v in group.items()}
-  gradient, weight, _ = exact.client_gradient(config, weights, group)
+  features = None if public is None else tf.constant(public)
+  gradient, weight, _ = exact.client_gradient(config, weights, group, features)
 
   with tf.GradientTape() as tape:
     tape.watch(weights)
-    rated = exact._Gathered(weights, group["movies"])
+    rated = exact._Gathered(weights, group["movies"], features, bias_feature)
     users = exact.solve_users(weights, rated, group["ratings"], config.user_l2)  # not stopped
     errors = (group["ratings"] - exact._predict(weights[2], rated, users,
                                                 exact._implicit_term(rated))) * rated.mask
@@ -160,7 +171,8 @@ def _hparams(**overrides):
   values.update(test_fraction=0.1, eval_split="test", cold_start_fraction=0.0,
                 client_sampling="poisson", clients_per_round=10, embedding_dim=4,
                 user_l2=0.08, item_l2=0.08, implicit_feedback=False, server_optimizer="adam",
-                server_learning_rate=0.01, server_beta_1=0.9, server_beta_2=0.999,
+                server_learning_rate=0.01, server_momentum=0.0, server_beta_1=0.9,
+                server_beta_2=0.999,
                 server_lr_decay_rounds=0, aggregator="none", client_weighting="num_examples",
                 seed=0)
   values.update(overrides)

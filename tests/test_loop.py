@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_federated as tff
 
+from tff_movierec import tff_runtime
 from tff_movierec.errors import ConfigError, DivergenceError
 from tff_movierec.privacy import accounting
 from tff_movierec.training import loop, managers
@@ -200,3 +201,46 @@ def test_every_loop_metric_has_a_description():
   assert tensorboard.describe("aggregator/clip") == ""
   assert tensorboard.is_count("clients") and tensorboard.is_count("eval/num_examples")
   assert not tensorboard.is_count("eval/mae")
+
+
+class WorkerKillingProcess(CountingProcess):
+  """Kills the local TFF worker before the TFF call of round `kill_round`."""
+
+  def __init__(self, kill_round):
+    super().__init__()
+    self.kill_round = kill_round
+
+  def next(self, state, client_data):
+    round_num = int(state["round"]) + 1
+    if round_num == self.kill_round and not self.killed:
+      self.killed = True
+      tff_runtime._worker.process.kill()  # pylint: disable=protected-access
+      tff_runtime._worker.process.wait()  # pylint: disable=protected-access
+    assert _add(np.float32(1.0)) == 2.0  # a TFF call on the current worker
+    return super().next(state, client_data)
+
+  killed = False
+
+
+@tff.tensorflow.computation(np.float32)
+def _add(x):
+  return x + 1.0
+
+
+def test_a_dead_tff_worker_is_restarted_and_the_round_repeated(tmp_path):
+  tff_runtime.install()
+  process = WorkerKillingProcess(kill_round=2)
+  lines = []
+  folder = managers.open_experiment(str(tmp_path), "run", {"total_rounds": 3})
+  try:
+    experiment = folder.create_managers()
+    state = loop.run_training(_run(process), loop.LoopConfig(3, 0), experiment,
+                              log=lines.append)
+  finally:
+    folder.close()
+  assert process.killed and int(state["round"]) == 3
+  # Round 2 was repeated with the same clients, and released once.
+  assert [r for r, _ in process.calls] == [1, 2, 3]
+  assert any("died" in line and "(1/3 restarts)" in line for line in lines), lines
+  with open(experiment.metrics_csv) as f:
+    assert [int(row["round_num"]) for row in csv.DictReader(f)] == [1, 2, 3]

@@ -2,6 +2,7 @@
 
 import csv
 
+import dp_accounting
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -93,12 +94,12 @@ def test_accounting_rejects_bad_arguments():
      ("kind",)),
     (dict(kind="dp_fixed", noise_multiplier=1.0, client_weighting="uniform",
           clients_per_round=10),
-     r"^kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 \(got "
-     r"noise_multiplier=1\.0, clip_norm=None\)\.$",
+     r"^kind='dp_fixed' requires noise_multiplier > 0 \(or target_epsilon\) and "
+     r"clip_norm > 0 \(got noise_multiplier=1\.0, clip_norm=None\)\.$",
      ("kind", "noise_multiplier", "clip_norm")),
     (dict(kind="dp_fixed", clip_norm=1.0, client_weighting="uniform", clients_per_round=10),
-     r"^kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 \(got "
-     r"noise_multiplier=None, clip_norm=1\.0\)\.$",
+     r"^kind='dp_fixed' requires noise_multiplier > 0 \(or target_epsilon\) and "
+     r"clip_norm > 0 \(got noise_multiplier=None, clip_norm=1\.0\)\.$",
      ("kind", "noise_multiplier", "clip_norm")),
     (dict(kind="dp_fixed", noise_multiplier=1.0, clip_norm=1.0, clients_per_round=10),
      r"^kind='dp_fixed' is unweighted \(uniform client weighting\): it cannot be "
@@ -109,7 +110,8 @@ def test_accounting_rejects_bad_arguments():
      r"use client_weighting='uniform'\.$",
      ("kind", "client_weighting")),
     (dict(kind="dp_adaptive", client_weighting="uniform", clients_per_round=10),
-     r"^kind='dp_adaptive' requires noise_multiplier > 0 \(got noise_multiplier=None\)",
+     r"^kind='dp_adaptive' requires noise_multiplier > 0 or target_epsilon \(got "
+     r"noise_multiplier=None\)",
      ("kind", "noise_multiplier")),
     (dict(kind="dp_adaptive", noise_multiplier=1.0, client_weighting="uniform"),
      r"^kind='dp_adaptive' requires clients_per_round \(got None\)",
@@ -144,7 +146,7 @@ def test_accounting_rejects_bad_arguments():
     (dict(client_weighting="examples"),
      r"^client_weighting='examples': must be one of num_examples, uniform\.$",
      ("client_weighting",)),
-    (dict(clients_per_round=0), r"^clients_per_round=0: must be >= 1\.$",
+    (dict(clients_per_round=-1), r"^clients_per_round=-1: must be >= 0 \(0: all clients\)\.$",
      ("clients_per_round",)),
 ])
 def test_contradictory_settings_are_rejected_by_field_name(kwargs, message, fields):
@@ -182,9 +184,9 @@ def test_processes_reject_a_weighted_run_with_an_unweighted_aggregator():
 
 
 def _privacy_settings(**overrides):
-  settings = dict(aggregator="none", noise_multiplier=None, clip_norm=None,
-                  target_unclipped_quantile=None, clients_per_round=10,
-                  client_weighting="num_examples", dp_delta=None)
+  settings = dict(aggregator="none", noise_multiplier=None, target_epsilon=None,
+                  clip_norm=None, target_unclipped_quantile=None, clients_per_round=10,
+                  client_weighting="num_examples", dp_delta=None, total_rounds=10)
   settings.update(overrides)
   return settings
 
@@ -203,11 +205,11 @@ def test_dp_delta_applies_only_to_dp_and_lies_in_zero_one():
   assert spec.is_dp and spec.clients_per_round == 10
   # The accountant gets the aggregator's noise and the given (or default) delta.
   settings = _privacy_settings(dp_delta=1e-6, **dp)
-  assert common.dp_accounting(settings, spec, 100).noise_multiplier == 1.0
-  assert common.dp_accounting(settings, spec, 100).delta == 1e-6
+  assert common.dp_aggregator(settings, spec, 100)[1].noise_multiplier == 1.0
+  assert common.dp_aggregator(settings, spec, 100)[1].delta == 1e-6
   settings["dp_delta"] = None
-  assert common.dp_accounting(settings, spec, 100).delta == privacy.default_delta(100)
-  assert common.dp_accounting(_privacy_settings(), privacy.AggregatorSpec(), 100) is None
+  assert common.dp_aggregator(settings, spec, 100)[1].delta == privacy.default_delta(100)
+  assert common.dp_aggregator(_privacy_settings(), privacy.AggregatorSpec(), 100)[1] is None
 
 
 def test_factory_types_follow_weighting():
@@ -282,8 +284,8 @@ def test_each_kind_runs_a_fed_recon_round_with_dp_epsilon(task, model_fn, evalua
       client_data_fn=lambda ids, round_num: task.train.datasets(ids),
       evaluate_fn=lambda state, round_num: reconstruction.evaluate(
           evaluation, training.get_model_weights(state), task.eval_seen),
-      dp=common.dp_accounting(_privacy_settings(dp_delta=1e-5 if spec.is_dp else None),
-                              spec, len(task.train)))
+      dp=common.dp_aggregator(_privacy_settings(dp_delta=1e-5 if spec.is_dp else None),
+                              spec, len(task.train))[1])
   folder = managers.open_experiment(str(tmp_path), "run", {"kind": kind})
   try:
     experiment = folder.create_managers()
@@ -340,3 +342,47 @@ def test_aggregator_plugs_into_fed_avg(kind):
   before = fed_avg.get_model_weights(state).trainable
   after = fed_avg.get_model_weights(fed_avg.next(state, data).state).trainable
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+# ---- --target_epsilon -------------------------------------------------------
+
+def _direct_epsilon(noise, sampling_probability, rounds, delta):
+  """ε of `rounds` Poisson-sampled Gaussian releases, from dp_accounting itself."""
+  accountant = dp_accounting.rdp.RdpAccountant()
+  accountant.compose(dp_accounting.PoissonSampledDpEvent(
+      sampling_probability, dp_accounting.GaussianDpEvent(noise)), rounds)
+  return accountant.get_epsilon(delta)
+
+
+def test_target_epsilon_excludes_noise_multiplier_and_needs_a_dp_aggregator():
+  dp = dict(aggregator="dp_fixed", clip_norm=1.0, client_weighting="uniform")
+  with pytest.raises(ConfigError, match=r"^noise_multiplier=1\.0 and target_epsilon=5\.0 "
+                     r"both given") as error:
+    common.aggregator_spec(_privacy_settings(noise_multiplier=1.0, target_epsilon=5.0, **dp))
+  assert error.value.fields == ("noise_multiplier", "target_epsilon")
+  with pytest.raises(ConfigError, match=r"^target_epsilon=-1\.0: must be > 0\.$"):
+    common.aggregator_spec(_privacy_settings(target_epsilon=-1.0, **dp))
+  with pytest.raises(ConfigError, match=r"^target_epsilon=5\.0 given but kind='none'") as error:
+    common.aggregator_spec(_privacy_settings(target_epsilon=5.0))
+  assert error.value.fields == ("target_epsilon", "kind")
+  uncalibrated = common.aggregator_spec(_privacy_settings(target_epsilon=5.0, **dp))
+  with pytest.raises(ConfigError, match="not yet calibrated"):
+    privacy.build_aggregator(uncalibrated)
+
+
+@pytest.mark.parametrize("clients_per_round, population, rounds", [(25, 500, 40), (0, 300, 6)])
+def test_target_epsilon_calibrates_the_smallest_noise_that_meets_it(
+    clients_per_round, population, rounds, capsys):
+  settings = _privacy_settings(aggregator="dp_fixed", target_epsilon=2.0, clip_norm=0.5,
+                               client_weighting="uniform", clients_per_round=clients_per_round,
+                               dp_delta=1e-5, total_rounds=rounds)
+  spec, dp = common.dp_aggregator(settings, common.aggregator_spec(settings), population)
+  # clients_per_round=0: every client in every round.
+  sampling = (clients_per_round or population) / population
+  assert spec.clients_per_round == (clients_per_round or population)
+  assert spec.noise_multiplier == dp.noise_multiplier and dp.target_epsilon == 2.0
+  assert dp.delta == 1e-5
+  assert _direct_epsilon(dp.noise_multiplier, sampling, rounds, 1e-5) <= 2.0 + 1e-9
+  assert _direct_epsilon(0.98 * dp.noise_multiplier, sampling, rounds, 1e-5) > 2.0
+  assert f"noise multiplier {dp.noise_multiplier:.4f}" in capsys.readouterr().out
+  assert isinstance(privacy.build_aggregator(spec), tff.aggregators.UnweightedAggregationFactory)

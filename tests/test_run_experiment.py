@@ -12,6 +12,7 @@ import time
 
 from absl import flags
 from absl.testing import flagsaver
+import dp_accounting
 import pandas as pd
 import psutil
 import pytest
@@ -245,6 +246,46 @@ def test_retrieval_with_dp_clips_noises_and_reports_epsilon(tmp_path):
   assert len({row["eval/ndcg@10"] for row in plain}) > 1
   assert "privacy/epsilon" not in plain[0]
   assert not os.path.exists(os.path.join(plain_output, "privacy.png"))
+
+
+def test_privacy_preset_with_target_epsilon_meets_it_and_records_the_noise(tmp_path, capsys):
+  """--privacy=user_dp --target_epsilon: the calibrated noise is printed and in
+  hparams.csv, metrics.csv's ε per round is dp_accounting's for that noise,
+  the last round spends the target, and the rounds cannot be extended."""
+  output = _main(tmp_path, "movielens_recon", privacy="user_dp", target_epsilon=3.0,
+                 dp_delta=1e-4, total_rounds=3, clients_per_round=0)
+  with open(os.path.join(output, "hparams.csv")) as f:
+    hparams = next(csv.DictReader(f))
+  noise = float(hparams["calibrated_noise_multiplier"])
+  assert hparams["aggregator"] == "dp_fixed" and hparams["public_movie_features"] == "True"
+  assert f"noise multiplier {noise:.4f}" in capsys.readouterr().out
+  accountant = dp_accounting.rdp.RdpAccountant()
+  direct = []
+  for _ in range(3):  # every user in every round (clients_per_round=0)
+    accountant.compose(dp_accounting.GaussianDpEvent(noise))
+    direct.append(accountant.get_epsilon(1e-4))
+  epsilons = [float(row["privacy/epsilon"]) for row in _rows(output)]
+  assert epsilons == pytest.approx(direct, rel=1e-6)
+  assert 2.9 < epsilons[-1] <= 3.0 + 1e-6
+  code, err = _error(tmp_path, "movielens_recon", capsys, privacy="user_dp",
+                     target_epsilon=3.0, dp_delta=1e-4, total_rounds=4, clients_per_round=0)
+  assert code == 2 and "--total_rounds: 3 -> 4" in err, err
+  code, err = _error(tmp_path, "movielens_recon", capsys, privacy="user_dp",
+                     target_epsilon=3.0, noise_multiplier=1.0, experiment_name="both")
+  assert code == 2 and "--noise_multiplier=1.0 and --target_epsilon=3.0 both given" in err
+  code, err = _error(tmp_path, "movielens_recon", capsys, privacy="central_dp",
+                     experiment_name="unknown")
+  assert code == 2 and "--privacy=central_dp is not a preset of --task=movielens_recon" in err
+  code, err = _error(tmp_path, "movielens_ease", capsys, privacy="user_dp",
+                     experiment_name="no_presets")
+  assert code == 2 and "--privacy is not read by --task=movielens_ease" in err
+
+
+def test_ease_target_epsilon_is_one_release_calibrated(tmp_path):
+  output = _main(tmp_path, "movielens_ease", aggregator="dp_fixed", target_epsilon=4.0,
+                 max_user_history=10, dp_delta=1e-5, total_rounds=1)
+  epsilons = [float(row["privacy/epsilon"]) for row in _rows(output)]
+  assert 3.9 < epsilons[-1] <= 4.0 + 1e-6
 
 
 @pytest.mark.parametrize("task,flag", [

@@ -151,6 +151,18 @@ def test_stop_is_idempotent_and_computations_then_fail_fast():
     _sum([1])
 
 
+def test_a_dead_worker_raises_worker_died_and_restart_keeps_the_install_settings():
+  tff_runtime.install(secure_intrinsics=True)
+  worker = _worker_children()[0]
+  worker.kill()
+  assert _gone(worker.pid, timeout=10)
+  with pytest.raises(tff_runtime.WorkerDiedError, match=rf"pid {worker.pid}.* died.*restart"):
+    _secure_sum([1, 2])
+  tff_runtime.restart()
+  assert _secure_sum([1, 2]) == 3  # still compiled for secure intrinsics
+  assert [w.pid for w in _worker_children()] != [worker.pid]
+
+
 def test_worker_dies_with_killed_parent(tmp_path):
   with open(tmp_path / "stderr.txt", "w+") as stderr:
     child = _python_child(_CHILD_PRELUDE + "import time\ntime.sleep(600)\n", tmp_path,

@@ -21,6 +21,11 @@ and stops that worker itself, for two reasons:
    by then). To avoid that, an atexit hook registered on import drops TFF's
    default context early.
 
+If the worker dies (it has segfaulted in its gRPC server, rarely, in long
+runs of thousands of client calls per round), the next call raises
+`WorkerDiedError` instead of TFF's endless retries; `restart()` starts a
+new worker with the settings of the last `install`.
+
 `install()` starts the worker and sets TFF's default context to a
 `tff.framework.SyncExecutionContext`. Its executors are
 `tff.framework.RemoteExecutor`s talking gRPC to the worker on 127.0.0.1, and
@@ -100,6 +105,11 @@ class _Worker:
 _worker: Optional[_Worker] = None
 _lock = threading.RLock()
 _atexit_registered = False
+_install_settings: dict = {}
+
+
+class WorkerDiedError(RuntimeError):
+  """The worker of the current context is no longer running."""
 
 
 def worker_binary_path() -> str:
@@ -124,9 +134,11 @@ def install(secure_intrinsics: bool = False, *,
     RuntimeError: the worker binary is missing, exits, or does not accept
       connections within 60 s. The message names the worker's log file.
   """
-  global _worker, _atexit_registered
+  global _worker, _atexit_registered, _install_settings
   with _lock:
     stop()
+    _install_settings = dict(secure_intrinsics=secure_intrinsics,
+                             max_concurrent_computation_calls=max_concurrent_computation_calls)
     if not _atexit_registered:
       atexit.register(stop)
       _atexit_registered = True
@@ -134,6 +146,12 @@ def install(secure_intrinsics: bool = False, *,
     worker.context = _make_context(worker, secure_intrinsics)
     _worker = worker
     tff.framework.set_default_context(worker.context)
+
+
+def restart() -> None:
+  """Starts a new worker with the settings of the last `install` (the
+  defaults if there was none)."""
+  install(**_install_settings)
 
 
 def stop() -> None:
@@ -244,8 +262,8 @@ def _make_context(worker: _Worker,
     # Called again after a retryable gRPC error. A dead worker would make TFF
     # retry forever, so fail here instead.
     if worker.process.poll() is not None:
-      raise RuntimeError(f"{worker.describe()} died; see its log. "
-                         "tff_movierec.tff_runtime.install() starts a new one.")
+      raise WorkerDiedError(f"{worker.describe()} died; see its log. "
+                            "tff_movierec.tff_runtime.restart() starts a new one.")
     if worker is not _worker:
       raise RuntimeError(f"{worker.describe()} was stopped or replaced; "
                          "use the context installed by tff_movierec.tff_runtime.install().")

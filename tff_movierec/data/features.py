@@ -46,3 +46,24 @@ def vocabulary_sizes(data: MovieLens) -> Dict[str, int]:
       "age": NUM_AGE_BUCKETS,
       "occupation": NUM_OCCUPATIONS,
   }
+
+
+# Release-year bins of `public_movie_features` (a bin per interval between
+# consecutive edges, one below the first and one from the last on; a missing
+# year falls in the first bin).
+YEAR_BIN_EDGES = (1930, 1950, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1997, 1999)
+
+
+def public_movie_features(data: MovieLens) -> np.ndarray:
+  """float32 [M, 18 + 12]: what movies.dat publishes about each movie, no rating.
+
+  The genres (multi-hot, scaled to unit L2 norm per movie) and the release
+  year (one-hot over YEAR_BIN_EDGES's bins). Public metadata, not private
+  data: a model may use them at no privacy cost.
+  """
+  genres = genre_multi_hot(data)
+  genres /= np.maximum(np.linalg.norm(genres, axis=1, keepdims=True), 1.0)
+  years = np.zeros((data.num_movies, len(YEAR_BIN_EDGES) + 1), np.float32)
+  years[np.arange(data.num_movies), np.searchsorted(YEAR_BIN_EDGES, release_year(data),
+                                                    side="right")] = 1.0
+  return np.concatenate([genres, years], axis=1)

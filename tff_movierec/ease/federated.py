@@ -44,6 +44,7 @@ import tensorflow_privacy as tfp
 
 from tff_movierec.baselines import ease as ease_baseline
 from tff_movierec.errors import ConfigError, require
+from tff_movierec.privacy.aggregators import check_noise_choice
 
 AGGREGATORS = ("none", "secure", "dp_fixed")
 PADDING = -1
@@ -58,7 +59,9 @@ class EaseConfig:
     ease_l2: EASE's λ (> 0).
     ease_dropout: EDLAE's dropout p in [0, 1) (0: EASE).
     aggregator: one of AGGREGATORS.
-    noise_multiplier: dp_fixed: noise std / cap (> 0).
+    noise_multiplier: dp_fixed: noise std / cap (> 0), or None with
+      target_epsilon until calibrated (`with_noise`).
+    target_epsilon: dp_fixed: calibrate noise_multiplier to this ε.
     max_user_history: interactions kept per user (a random subset); required
       with dp_fixed (it bounds a user's contribution); None keeps all.
     max_users_per_client: the secure sum's bound on each Gram entry of a
@@ -70,6 +73,7 @@ class EaseConfig:
   aggregator: str = "none"
   noise_multiplier: Optional[float] = None
   max_user_history: Optional[int] = None
+  target_epsilon: Optional[float] = None
   max_users_per_client: int = 1
 
   def __post_init__(self):
@@ -82,17 +86,26 @@ class EaseConfig:
     require(self.max_user_history is None or self.max_user_history >= 1,
             "max_user_history", self.max_user_history, "must be >= 1.")
     if self.aggregator == "dp_fixed":
-      if not (self.noise_multiplier or 0) > 0 or self.max_user_history is None:
+      check_noise_choice(self.noise_multiplier, self.target_epsilon)
+      noise = self.noise_multiplier if self.target_epsilon is None else 1.0
+      if not (noise or 0) > 0 or self.max_user_history is None:
         raise ConfigError(
-            "aggregator='dp_fixed' needs noise_multiplier > 0 and max_user_history (the "
+            "aggregator='dp_fixed' needs noise_multiplier > 0 (or target_epsilon) and "
+            "max_user_history (the "
             "cap that bounds one user's contribution to the Gram matrix); got "
             f"noise_multiplier={self.noise_multiplier!r}, "
             f"max_user_history={self.max_user_history!r}.",
             ("aggregator", "noise_multiplier", "max_user_history"))
-    elif self.noise_multiplier is not None:
-      raise ConfigError(f"noise_multiplier={self.noise_multiplier!r} given but "
-                        f"aggregator={self.aggregator!r}: it only applies to dp_fixed.",
-                        ("noise_multiplier", "aggregator"))
+    else:
+      for field in ("noise_multiplier", "target_epsilon"):
+        if getattr(self, field) is not None:
+          raise ConfigError(f"{field}={getattr(self, field)!r} given but "
+                            f"aggregator={self.aggregator!r}: it only applies to dp_fixed.",
+                            (field, "aggregator"))
+
+  def with_noise(self, noise_multiplier: float) -> "EaseConfig":
+    """This config with its target ε resolved to `noise_multiplier`."""
+    return dataclasses.replace(self, noise_multiplier=noise_multiplier, target_epsilon=None)
 
 
 def cap_histories(histories: List[np.ndarray], cap: Optional[int],

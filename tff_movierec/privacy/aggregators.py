@@ -47,18 +47,24 @@ class AggregatorSpec:
   Attributes:
     kind: one of KINDS (--aggregator).
     noise_multiplier: Gaussian noise std / clip norm (--noise_multiplier);
-      DP kinds only, > 0.
+      DP kinds only, > 0; or, with target_epsilon, None until the task
+      calibrates it (`with_noise`).
+    target_epsilon: DP kinds only (--target_epsilon): calibrate the noise
+      multiplier to this ε once the population is known; excludes
+      noise_multiplier.
     clip_norm: L2 clip of each client update (--clip_norm): required for
       dp_fixed, the initial clip for dp_adaptive, unused otherwise.
     target_unclipped_quantile: dp_adaptive only (--target_unclipped_quantile).
     clients_per_round: expected clients per round (--clients_per_round); the
-      DP sum is divided by it.
+      DP sum is divided by it. 0: every client, every round (`for_population`
+      resolves it).
     client_weighting: 'num_examples' or 'uniform' (--client_weighting).
     zeroing: secure/compression: zero out updates with extreme norms.
   """
 
   kind: str = "none"
   noise_multiplier: Optional[float] = None
+  target_epsilon: Optional[float] = None
   clip_norm: Optional[float] = None
   target_unclipped_quantile: Optional[float] = None
   clients_per_round: Optional[int] = None
@@ -70,12 +76,13 @@ class AggregatorSpec:
     require(kind in KINDS, "kind", kind, f"must be one of {', '.join(KINDS)}.")
     require(self.client_weighting in WEIGHTINGS, "client_weighting", self.client_weighting,
             f"must be one of {', '.join(WEIGHTINGS)}.")
-    require(self.clients_per_round is None or self.clients_per_round >= 1,
-            "clients_per_round", self.clients_per_round, "must be >= 1.")
+    require(self.clients_per_round is None or self.clients_per_round >= 0,
+            "clients_per_round", self.clients_per_round, "must be >= 0 (0: all clients).")
     if self.is_dp:
       self._check_dp()
     else:
       for field, value in (("noise_multiplier", self.noise_multiplier),
+                           ("target_epsilon", self.target_epsilon),
                            ("clip_norm", self.clip_norm),
                            ("target_unclipped_quantile", self.target_unclipped_quantile)):
         if value is not None:
@@ -93,11 +100,15 @@ class AggregatorSpec:
     if self.clients_per_round is None:
       raise ConfigError(f"kind={kind!r} requires clients_per_round (got None).",
                         ("kind", "clients_per_round"))
+    check_noise_choice(self.noise_multiplier, self.target_epsilon)
+    # Until calibrated, the checks below see a placeholder noise of 1.
+    noise = self.noise_multiplier if self.target_epsilon is None else 1.0
     if kind == "dp_fixed":
-      if not (self.noise_multiplier or 0) > 0 or not (self.clip_norm or 0) > 0:
+      if not (noise or 0) > 0 or not (self.clip_norm or 0) > 0:
         raise ConfigError(
-            "kind='dp_fixed' requires noise_multiplier > 0 and clip_norm > 0 (got "
-            f"noise_multiplier={self.noise_multiplier!r}, clip_norm={self.clip_norm!r}).",
+            "kind='dp_fixed' requires noise_multiplier > 0 (or target_epsilon) and "
+            f"clip_norm > 0 (got noise_multiplier={self.noise_multiplier!r}, "
+            f"clip_norm={self.clip_norm!r}).",
             ("kind", "noise_multiplier", "clip_norm"))
       if self.target_unclipped_quantile is not None:
         raise ConfigError(
@@ -105,9 +116,9 @@ class AggregatorSpec:
             "kind='dp_fixed': it only applies to kind='dp_adaptive'.",
             ("target_unclipped_quantile", "kind"))
     else:
-      if not (self.noise_multiplier or 0) > 0:
+      if not (noise or 0) > 0:
         raise ConfigError(
-            "kind='dp_adaptive' requires noise_multiplier > 0 (got "
+            "kind='dp_adaptive' requires noise_multiplier > 0 or target_epsilon (got "
             f"noise_multiplier={self.noise_multiplier!r}).", ("kind", "noise_multiplier"))
       if self.clip_norm is not None and self.clip_norm <= 0:
         raise ConfigError(
@@ -119,13 +130,24 @@ class AggregatorSpec:
       # TFF spends part of the privacy budget on the clipped-count estimate,
       # whose noise std defaults to 0.05 * clients_per_round; it must exceed
       # noise_multiplier / 2.
-      if self.noise_multiplier >= 0.1 * self.clients_per_round:
+      if self.noise_multiplier is not None and self.clients_per_round and (
+          self.noise_multiplier >= 0.1 * self.clients_per_round):
         raise ConfigError(
             f"kind='dp_adaptive' with noise_multiplier={self.noise_multiplier!r} "
             f"needs clients_per_round > {10 * self.noise_multiplier:g} (got "
             f"clients_per_round={self.clients_per_round!r}): the adaptive clip estimate "
             "would use up the whole privacy budget. Use more clients per round or "
             "kind='dp_fixed'.", ("kind", "noise_multiplier", "clients_per_round"))
+
+  def with_noise(self, noise_multiplier: float) -> "AggregatorSpec":
+    """This spec with its target ε resolved to `noise_multiplier`."""
+    return dataclasses.replace(self, noise_multiplier=noise_multiplier, target_epsilon=None)
+
+  def for_population(self, population: int) -> "AggregatorSpec":
+    """This spec with clients_per_round = 0 (all clients) resolved."""
+    if self.clients_per_round == 0:
+      return dataclasses.replace(self, clients_per_round=population)
+    return self
 
   @property
   def is_dp(self) -> bool:
@@ -134,6 +156,19 @@ class AggregatorSpec:
   @property
   def weighted(self) -> bool:
     return self.client_weighting == "num_examples"
+
+
+def check_noise_choice(noise_multiplier: Optional[float],
+                       target_epsilon: Optional[float]) -> None:
+  """A DP mechanism takes its noise from exactly one of the two (either may
+  be missing only when the other is given)."""
+  if noise_multiplier is not None and target_epsilon is not None:
+    raise ConfigError(
+        f"noise_multiplier={noise_multiplier!r} and target_epsilon={target_epsilon!r} "
+        "both given: the noise multiplier is either set or calibrated to the target ε; "
+        "give one of them.", ("noise_multiplier", "target_epsilon"))
+  require(target_epsilon is None or target_epsilon > 0, "target_epsilon", target_epsilon,
+          "must be > 0.")
 
 
 def check_weighting(factory: Optional[tff.aggregators.AggregationFactory],
@@ -157,6 +192,12 @@ def build_aggregator(spec: AggregatorSpec) -> tff.aggregators.AggregationFactory
   """
   if spec.kind == "none":
     return tff.aggregators.MeanFactory() if spec.weighted else tff.aggregators.UnweightedMeanFactory()
+  if spec.is_dp and spec.clients_per_round == 0:
+    raise ConfigError("clients_per_round=0 (all clients) is not yet resolved to the "
+                      "population (AggregatorSpec.for_population).", ("clients_per_round",))
+  if spec.is_dp and spec.noise_multiplier is None:
+    raise ConfigError(f"target_epsilon={spec.target_epsilon!r} is not yet calibrated to a "
+                      "noise multiplier (AggregatorSpec.with_noise).", ("target_epsilon",))
   if spec.kind == "dp_fixed":
     return tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
         noise_multiplier=spec.noise_multiplier,

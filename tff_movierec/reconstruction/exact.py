@@ -3,19 +3,24 @@
 The model is biased matrix factorization, optionally with SVD++'s implicit
 feedback (Koren, 2008, "Factorization meets the neighborhood"):
 
-    r(u, m) = b + B[m] + b_u + Q[m] . (p_u + z_u),
+    r(u, m) = b + B[m] + b_u + [F[m], Q[m], B[m]] . (p_u + [0, z_u, 0]),
     z_u = |N(u)|^-1/2 * sum_{j in N(u)} Y[j]      (implicit feedback only),
 
 with N(u) the movies the user rated (known only on the device). Global
 (movie-side) weights, kept by the server: `Q` [M, D], `B` [M], `b` [] and,
 with implicit feedback, `Y` [M, D]. Local weights, which never leave the
-device: x_u = [p_u, b_u] [D + 1].
+device: x_u = [p_u, b_u] [K + 1], K = P + D (+ 1 with `movie_bias_feature`).
+F [M, P] (P >= 0) are optional public movie features (e.g. genres and year,
+`features.public_movie_features`): fixed, known to everyone, so each user
+also fits its own weights on them, and they cost no privacy. With `movie_bias_feature`, B[m] is also one of the
+user's features: its weight a_u (in p_u) scales the movie bias per user,
+r = ... + (1 + a_u) B[m] + ..., how much the user agrees with the crowd.
 
 Each round, every sampled user, on its device:
   1. solves its local weights exactly: x_u is the ridge solution of
-     (r - b - B[m] - Q[m].z_u) ~ [Q[m], 1] . x_u over its n_u ratings, with
-     ridge `user_l2` * n_u (the weighted-λ of ALS-WR, Zhou et al. 2008), one
-     (D+1)x(D+1) Cholesky solve instead of FedRecon's SGD steps;
+     (r - b - B[m] - Q[m].z_u) ~ [F[m], Q[m], (B[m]), 1] . x_u over its n_u
+     ratings, with ridge `user_l2` * n_u (the weighted-λ of ALS-WR, Zhou et
+     al. 2008), one (K+1)x(K+1) Cholesky solve instead of FedRecon's SGD steps;
   2. computes the gradient of its loss
         L_u = sum_m (r - r(u, m))^2 + item_l2 * sum_m (|Q[m]|^2 + B[m]^2 + |Y[m]|^2)
      with respect to the global weights, x_u held at its solution. Since x_u
@@ -64,7 +69,8 @@ class ExactConfig:
 
   Attributes:
     num_movies: M (movie indices are 0..M-1).
-    embedding_dim: D.
+    embedding_dim: D (0: no learned factors: biases, plus the public
+      features' user weights when there are any).
     user_l2: ridge of the user solve, per rating of the user (λ of ALS-WR).
     item_l2: L2 of a movie's Q, B (and Y) rows, per rating of the movie.
     implicit: add SVD++'s implicit-feedback term z_u.
@@ -73,6 +79,8 @@ class ExactConfig:
     init_stddev: std of the normal initial Q (Y starts at zero).
     initial_global_bias: starting b (a fixed prior, learned from there).
     rating_range: evaluated predictions are clipped to it.
+    num_public_features: P, the columns of the public movie features F.
+    movie_bias_feature: each user also fits a weight on B[m] (see above).
   """
 
   num_movies: int
@@ -84,14 +92,19 @@ class ExactConfig:
   init_stddev: float = 0.1
   initial_global_bias: float = 3.5
   rating_range: tuple = (1.0, 5.0)
+  num_public_features: int = 0
+  movie_bias_feature: bool = False
 
   def __post_init__(self):
     require(self.num_movies >= 1, "num_movies", self.num_movies, "must be >= 1.")
-    require(self.embedding_dim >= 1, "embedding_dim", self.embedding_dim, "must be >= 1.")
+    require(self.embedding_dim >= 0, "embedding_dim", self.embedding_dim,
+            "must be >= 0 (0: biases, and the public features if any, only).")
     require(self.user_l2 > 0, "user_l2", self.user_l2,
             "must be > 0 (it makes every user's solve well posed).")
     require(self.item_l2 >= 0, "item_l2", self.item_l2, "must be >= 0.")
     require(self.init_stddev > 0, "init_stddev", self.init_stddev, "must be > 0.")
+    require(self.num_public_features >= 0, "num_public_features", self.num_public_features,
+            "must be >= 0.")
     low, high = self.rating_range
     require(low < high, "rating_range", self.rating_range, "must be (low, high), low < high.")
 
@@ -135,41 +148,62 @@ def group_spec(scored: bool) -> collections.OrderedDict:
 
 
 class _Gathered:
-  """The global weights gathered at a [G, L] block of movie indices."""
+  """The global weights (and public features) gathered at a [G, L] block of
+  movie indices."""
 
-  def __init__(self, weights: Sequence[tf.Tensor], movies: tf.Tensor):
+  def __init__(self, weights: Sequence[tf.Tensor], movies: tf.Tensor,
+               public: Optional[tf.Tensor] = None, bias_feature: bool = False):
     self.mask = tf.cast(movies >= 0, tf.float32)  # [G, L]
     index = tf.maximum(movies, 0)
     self.q = tf.gather(weights[0], index) * self.mask[..., None]  # [G, L, D]
     self.bias = tf.gather(weights[1], index) * self.mask  # [G, L]
     self.y = (tf.gather(weights[3], index) * self.mask[..., None]
               if len(weights) > 3 else None)
+    self.public = (None if public is None
+                   else tf.gather(public, index) * self.mask[..., None])  # [G, L, P]
+    self.bias_feature = bias_feature
+
+  @property
+  def vectors(self) -> tf.Tensor:
+    """[F[m], Q[m], B[m]], float32 [G, L, K] (K = P + D + 1 with the movie
+    bias feature, else P + D): what a user's p_u multiplies."""
+    parts = ([] if self.public is None else [self.public]) + [self.q]
+    if self.bias_feature:
+      parts.append(self.bias[..., None])
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
 
 def _implicit_term(rated: _Gathered) -> Optional[tf.Tensor]:
-  """z_u [G, D] of SVD++ from the users' rated movies, or None."""
+  """[0, z_u, 0] [G, K] of SVD++ from the users' rated movies (zero on the
+  public and movie-bias features), or None."""
   if rated.y is None:
     return None
   counts = tf.reduce_sum(rated.mask, axis=1)
-  return tf.reduce_sum(rated.y, axis=1) * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
+  z = tf.reduce_sum(rated.y, axis=1) * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
+  parts = ([] if rated.public is None else [tf.zeros_like(rated.public[:, 0, :])]) + [z]
+  if rated.bias_feature:
+    parts.append(tf.zeros_like(z[:, :1]))
+  return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
 
 def _predict(global_bias, block: _Gathered, users: tf.Tensor, implicit) -> tf.Tensor:
-  """Predictions [G, L] of `block` for users x = [p, b_u] [G, D+1]."""
+  """Predictions [G, L] of `block` for users x = [p, b_u] [G, K+1]."""
   p, user_bias = users[:, :-1], users[:, -1]
   if implicit is not None:
     p = p + implicit
-  return global_bias + block.bias + user_bias[:, None] + tf.einsum("gld,gd->gl", block.q, p)
+  return (global_bias + block.bias + user_bias[:, None]
+          + tf.einsum("gld,gd->gl", block.vectors, p))
 
 
 def solve_users(weights: Sequence[tf.Tensor], rated: _Gathered, ratings: tf.Tensor,
                 user_l2: float) -> tf.Tensor:
-  """Each user's exact ridge solution x = [p_u, b_u], float32 [G, D+1]."""
+  """Each user's exact ridge solution x = [p_u, b_u], float32 [G, K+1]."""
   implicit = _implicit_term(rated)
   offset = weights[2] + rated.bias
+  vectors = rated.vectors
   if implicit is not None:
-    offset += tf.einsum("gld,gd->gl", rated.q, implicit)
-  features = tf.concat([rated.q, rated.mask[..., None]], axis=-1)  # [G, L, D+1]
+    offset += tf.einsum("gld,gd->gl", vectors, implicit)
+  features = tf.concat([vectors, rated.mask[..., None]], axis=-1)  # [G, L, K+1]
   target = (ratings - offset) * rated.mask
   counts = tf.reduce_sum(rated.mask, axis=1)
   gram = tf.einsum("gli,glj->gij", features, features)
@@ -186,17 +220,18 @@ def _error_sums(errors: tf.Tensor, mask: tf.Tensor) -> collections.OrderedDict:
 
 
 def client_gradient(config: ExactConfig, weights: Sequence[tf.Tensor],
-                    group: Mapping[str, tf.Tensor]):
+                    group: Mapping[str, tf.Tensor], public: Optional[tf.Tensor] = None):
   """One client call's update: (gradient list like `weights`, weight [], sums).
 
   The gradient is the weighted mean over the group's users of each user's
   gradient (of L_u / n_u, weight 1 if uniform; of L_u / n_u, weight n_u
-  otherwise), and the weight is the sum of their weights.
+  otherwise), and the weight is the sum of their weights. `public`: F
+  [M, P], or None.
   """
   weights = [tf.convert_to_tensor(w) for w in weights]
   with tf.GradientTape() as tape:
     tape.watch(weights)
-    rated = _Gathered(weights, group["movies"])
+    rated = _Gathered(weights, group["movies"], public, config.movie_bias_feature)
     users = tf.stop_gradient(solve_users(weights, rated, group["ratings"], config.user_l2))
     errors = (group["ratings"] - _predict(weights[2], rated, users, _implicit_term(rated))
               ) * rated.mask
@@ -216,11 +251,12 @@ def client_gradient(config: ExactConfig, weights: Sequence[tf.Tensor],
 
 
 def score_users(config: ExactConfig, weights: Sequence[tf.Tensor],
-                group: Mapping[str, tf.Tensor]) -> collections.OrderedDict:
+                group: Mapping[str, tf.Tensor], public: Optional[tf.Tensor] = None
+                ) -> collections.OrderedDict:
   """Error sums of the group's scored ratings, each user solved from its rated ones."""
-  rated = _Gathered(weights, group["movies"])
+  rated = _Gathered(weights, group["movies"], public, config.movie_bias_feature)
   users = solve_users(weights, rated, group["ratings"], config.user_l2)
-  scored = _Gathered(weights, group["score_movies"])
+  scored = _Gathered(weights, group["score_movies"], public, config.movie_bias_feature)
   low, high = config.rating_range
   predictions = tf.clip_by_value(
       _predict(weights[2], scored, users, _implicit_term(rated)), low, high)
@@ -239,7 +275,9 @@ class ExactReconstructionProcess:
   """
 
   def __init__(self, config: ExactConfig, server_optimizer: tff.learning.optimizers.Optimizer,
-               model_aggregator: Optional[tff.aggregators.AggregationFactory] = None):
+               model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
+               public_features: Optional[np.ndarray] = None,
+               release_training_metrics: bool = True):
     """
     Args:
       config: the model and its objective.
@@ -247,8 +285,27 @@ class ExactReconstructionProcess:
       model_aggregator: None for the mean over users (weighted by each call's
         weight, which packs any number of users per call); an unweighted
         factory (DP) needs `config.uniform_weighting` and one user per call.
+      public_features: F, float32 [num_movies, num_public_features], a
+        constant of the client computations (None when P = 0).
+      release_training_metrics: sum the clients' training errors for the
+        server (metrics["client_work"]["train"]). Off under DP: that sum is
+        not noised, so a DP run releases the model update only.
     """
     unweighted = privacy.check_weighting(model_aggregator, config.uniform_weighting)
+    expected = (config.num_movies, config.num_public_features)
+    if config.num_public_features:
+      require(public_features is not None and public_features.shape == expected,
+              "public_features", None if public_features is None else public_features.shape,
+              f"must have shape {expected} (num_movies, num_public_features).")
+    else:
+      require(public_features is None, "public_features", public_features.shape
+              if public_features is not None else None, "needs num_public_features > 0.")
+
+    def public():
+      if public_features is None:
+        return None
+      return tf.constant(public_features, tf.float32)
+
     self.config = config
     shapes = weight_shapes(config)
 
@@ -262,11 +319,11 @@ class ExactReconstructionProcess:
 
     @tff.tensorflow.computation(weights_type, train_type)
     def client_update(weights, group):
-      return client_gradient(config, weights.trainable, group)
+      return client_gradient(config, weights.trainable, group, public())
 
     @tff.tensorflow.computation(weights_type, eval_type)
     def client_score(weights, group):
-      return score_users(config, weights.trainable, group)
+      return score_users(config, weights.trainable, group, public())
 
     update_type, weight_type = client_update.type_signature.result[:2]
     if model_aggregator is None:
@@ -281,7 +338,10 @@ class ExactReconstructionProcess:
     def next_fn(state, groups):
       gradient, weight, sums = tff.federated_map(
           client_update, (tff.federated_broadcast(state.model), groups))
-      return server.apply(state, gradient, weight), tff.federated_sum(sums)
+      new_state = server.apply(state, gradient, weight)
+      if not release_training_metrics:
+        return new_state
+      return new_state, tff.federated_sum(sums)
 
     @tff.federated_computation(tff.FederatedType(weights_type, tff.SERVER),
                                tff.FederatedType(eval_type, tff.CLIENTS))
@@ -290,6 +350,7 @@ class ExactReconstructionProcess:
           client_score, (tff.federated_broadcast(weights), groups)))
 
     self._initialize, self._next, self._evaluate = initialize, next_fn, evaluate_fn
+    self._release_training_metrics = release_training_metrics
 
   def initialize(self, seed: int = 0) -> dict:
     """The state before round 1, with global weights drawn from `seed`."""
@@ -300,6 +361,8 @@ class ExactReconstructionProcess:
   def next(self, state: dict, groups: List[Mapping[str, np.ndarray]]
            ) -> tff.learning.templates.LearningProcessOutput:
     """One round over the sampled users, packed into client calls (`groups`)."""
+    if not self._release_training_metrics:
+      return tff.learning.templates.LearningProcessOutput(dict(self._next(state, groups)), {})
     new_state, sums = self._next(state, groups)
     return tff.learning.templates.LearningProcessOutput(
         dict(new_state), {"client_work": {"train": finalize(sums)}})

@@ -48,10 +48,16 @@ class DpAccounting:
   Attributes:
     noise_multiplier: noise std / clip norm of every round's sum.
     delta: δ of the reported (ε, δ).
+    target_epsilon: the ε the noise multiplier was calibrated to reach after
+      the run's rounds (None if it was set directly).
+    mechanism: one line for the run's summary: what is noised, the clip, the
+      participation and the accounting.
   """
 
   noise_multiplier: float
   delta: float
+  target_epsilon: Optional[float] = None
+  mechanism: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,11 @@ Per round: sample clients (a function of (seed, round)), run `process.next`,
 stop on a non-finite loss or weight or a loss above the task's bound, account ε (the only place it is
 computed), evaluate every `rounds_per_eval` rounds and after the last,
 release one row of metrics to metrics.csv and TensorBoard (`round_num`
-key), checkpoint. An interrupted run resumes after its last checkpoint.
+key), checkpoint. An interrupted run resumes after its last checkpoint. If
+the local TFF worker dies during a round or an evaluation, it is restarted
+and the call repeated, up to MAX_WORKER_RESTARTS times per run (a round
+whose worker died released nothing, so repeating it spends no extra
+privacy; the sampled clients are the same).
 
 Metric names (one schema for every task; `tensorboard.DESCRIPTIONS` says
 what each means, with its unit):
@@ -34,6 +38,7 @@ from typing import Any, Dict, Mapping
 import numpy as np
 import tensorflow as tf
 
+from tff_movierec import tff_runtime
 from tff_movierec.errors import ConfigError, DivergenceError
 from tff_movierec.privacy import accounting
 from tff_movierec.training.federated_run import FederatedRun
@@ -41,6 +46,7 @@ from tff_movierec.training import tensorboard
 from tff_movierec.training.managers import ExperimentManagers
 # Evaluation metrics shown on the console after the run's key metric.
 _CONSOLE_EVAL = ("mae", "rmse", "r2", "ndcg@10", "recall@10", "hr@10")
+MAX_WORKER_RESTARTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +162,26 @@ def _eta(seconds: float) -> str:
   return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
+class _WorkerRestarts:
+  """Calls a TFF computation, restarting a dead worker and calling again."""
+
+  def __init__(self, log):
+    self.count = 0
+    self._log = log
+
+  def call(self, fn, *args):
+    while True:
+      try:
+        return fn(*args)
+      except tff_runtime.WorkerDiedError as error:
+        if self.count == MAX_WORKER_RESTARTS:
+          raise
+        self.count += 1
+        self._log(f"{error} Restarting it and repeating the call "
+                  f"({self.count}/{MAX_WORKER_RESTARTS} restarts).")
+        tff_runtime.restart()
+
+
 def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentManagers,
                  log=logging.info) -> Any:
   """Trains `run` to `config.total_rounds`, resuming after the last checkpoint.
@@ -175,26 +201,30 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
         f"total_rounds={config.total_rounds}: the experiment already has a checkpoint of "
         f"round {last_round}; it can only be extended.", ("total_rounds",))
   started = time.time()
+  worker_restarts = _WorkerRestarts(log)
   for round_num in range(last_round + 1, config.total_rounds + 1):
     round_start = time.time()
     clients = run.sampler(round_num)
     values = {}
     if clients:
-      output = run.process.next(state, run.client_data_fn(clients, round_num))
+      output = worker_restarts.call(run.process.next, state,
+                                    run.client_data_fn(clients, round_num))
       values = round_metrics(output.metrics)
       _check_finite(run, output.state, values, round_num)
       state = output.state
     seconds = time.time() - round_start
     examples = examples_in(values) if clients else 0.0
-    values.update({"clients": float(len(clients)), "speed/round_seconds": seconds,
-                   "speed/examples_per_second": examples / seconds if clients else 0.0})
+    values.update({"clients": float(len(clients)), "speed/round_seconds": seconds})
+    if not np.isnan(examples):  # a DP process may release no training metrics
+      values["speed/examples_per_second"] = examples / seconds if clients else 0.0
     if run.dp is not None:
       values["privacy/epsilon"] = accounting.epsilon(
           run.dp.noise_multiplier, run.sampler.sampling_probability, round_num, run.dp.delta)
       values["privacy/delta"] = run.dp.delta
     if run.evaluate_fn is not None and config.evaluates(round_num):
       eval_start = time.time()
-      values.update({f"eval/{k}": float(v) for k, v in run.evaluate_fn(state, round_num).items()})
+      evaluated = worker_restarts.call(run.evaluate_fn, state, round_num)
+      values.update({f"eval/{k}": float(v) for k, v in evaluated.items()})
       values["speed/eval_seconds"] = time.time() - eval_start
     values["speed/elapsed_seconds"] = time.time() - started
     values = tidy(values)

@@ -30,6 +30,9 @@ HPARAMS_FILE = "hparams.csv"
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_FOLDER = "tensorboard"
 LOCK_FILE = ".lock"
+# Written to hparams.csv by the run once it knows them (not settings: never
+# compared on resume).
+DERIVED_SETTINGS = ("calibrated_noise_multiplier",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +80,8 @@ def _as_csv(value: Any) -> str:
 def _changed(stored: Mapping[str, str], hparams: Mapping[str, Any],
              extendable: Sequence[str]) -> List[str]:
   """Names of the settings that differ (beyond `extendable`)."""
-  return [name for name in sorted(set(stored) | set(hparams)) if name not in extendable
+  return [name for name in sorted(set(stored) | set(hparams))
+          if name not in extendable and name not in DERIVED_SETTINGS
           and stored.get(name) != (_as_csv(hparams[name]) if name in hparams else None)]
 
 
@@ -106,6 +110,14 @@ class ExperimentFolder:
         os.path.join(output_dir, METRICS_FILE), key_fieldname="round_num")
     return ExperimentManagers(output_dir, state_manager, [csv_manager, tensorboard_run],
                               tensorboard_run)
+
+  def record_derived(self, hparams: Mapping[str, Any], **derived: Any) -> None:
+    """Rewrites hparams.csv as `hparams` plus values the run derived from them
+    (names in DERIVED_SETTINGS)."""
+    unknown = sorted(set(derived) - set(DERIVED_SETTINGS))
+    if unknown:
+      raise ValueError(f"not derived settings: {unknown}")
+    write_hparams({**hparams, **derived}, os.path.join(self.output_dir, HPARAMS_FILE))
 
   def close(self) -> None:
     """Releases the folder's lock."""
