@@ -36,7 +36,6 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 import engine  # noqa: E402  (bench/engine.py)
 import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
@@ -173,12 +172,7 @@ def main():
     settings = _settings(args, epsilon)
     hp = engine.hparams(TASK, settings)
     start = time.time()
-    _, run, experiment = engine.run_task(
-        TASK, settings, log=lambda text: print("\n".join(
-            f"[ε={epsilon:g}] {line}" for line in text.splitlines()), flush=True))
-    last = engine.metrics(experiment).iloc[-1]
-    final = pd.read_csv(os.path.join(experiment.output_dir, "final_eval.csv"),
-                        index_col="users")
+    run, last, final = engine.run_cross_device(TASK, settings, f"ε={epsilon:g}")
     rows.append(jsonl_log.append_record({
         "target_epsilon": epsilon,
         "epsilon": round(float(last["privacy/epsilon"]), 3) if run.dp else math.inf,

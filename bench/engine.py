@@ -143,6 +143,19 @@ def run_task(task_name: str, settings: Mapping[str, Any], log: Callable[[str], N
   return trained.state, trained.run, trained.experiment
 
 
+def run_cross_device(task_name: str, settings: Mapping[str, Any], label: str
+                     ) -> Tuple[FederatedRun, pd.Series, pd.DataFrame]:
+  """`run_task` for a cross-device task, its log lines prefixed by [label];
+  returns the run, the last row of metrics.csv and final_eval.csv (indexed
+  by `users`)."""
+  _, federated_run, experiment = run_task(
+      task_name, settings, log=lambda text: print("\n".join(
+          f"[{label}] {line}" for line in text.splitlines()), flush=True))
+  final = pd.read_csv(os.path.join(experiment.output_dir, "final_eval.csv"),
+                      index_col="users")
+  return federated_run, metrics(experiment).iloc[-1], final
+
+
 def metrics(experiment: managers.ExperimentManagers) -> pd.DataFrame:
   """metrics.csv of a run: one row per round (`round_num`), NaN where a
   round has no value (e.g. eval/* between evaluations)."""

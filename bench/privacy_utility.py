@@ -41,7 +41,6 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
 import engine  # noqa: E402  (bench/engine.py)
 import jsonl_log  # noqa: E402  (bench/jsonl_log.py)
@@ -158,12 +157,7 @@ def main():
     settings = _settings(args, noise)
     hp = engine.hparams(TASK, settings)
     start = time.time()
-    _, _, experiment = engine.run_task(
-        TASK, settings, log=lambda text: print("\n".join(
-            f"[z={noise:g}] {line}" for line in text.splitlines()), flush=True))
-    last = engine.metrics(experiment).iloc[-1]
-    final = pd.read_csv(os.path.join(experiment.output_dir, "final_eval.csv"),
-                        index_col="users")
+    _, last, final = engine.run_cross_device(TASK, settings, f"z={noise:g}")
     rows.append(jsonl_log.append_record({
         "noise_multiplier": noise,
         "epsilon": round(last["privacy/epsilon"], 3) if noise else float("inf"),
