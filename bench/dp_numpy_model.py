@@ -10,10 +10,13 @@ round every training user
   2. computes the gradient of its mean squared error (1/n_u) over its ratings
      with respect to the global bias, the movie biases and the movie factors,
      and clips it to L2 norm --clip.
-The server adds Gaussian noise of std z * clip to the sum, divides by the
-number of users and takes an SGD-with-momentum step (learning rate cosine-
-decayed to 0 with --decay). z is calibrated by dp_accounting's RDP accountant
-so that ε after --rounds full-participation rounds is --epsilon at δ = --delta.
+With --participation q < 1 only a Poisson sample of the users (each with
+probability q) takes part in a round. The server adds Gaussian noise of std
+z * clip to the sum, divides by the expected number of users (q times the
+users) and takes an SGD-with-momentum step (learning rate cosine-decayed to
+0 with --decay). z is calibrated by dp_accounting's RDP accountant so that ε
+after --rounds Poisson-sampled Gaussian releases (q = 1: every user, every
+round) is --epsilon at δ = --delta.
 The RMSE is that of the scored ratings of every user, each user solved from
 its training ratings, predictions clipped to [1, 5].
 
@@ -39,7 +42,7 @@ from tff_movierec.reconstruction import holdout
 
 DEFAULTS = dict(epsilon=5.0, rounds=60, factors=0, clip=0.05, lr=90.0, momentum=0.9,
                 user_l2=0.1, public_features=True, bias_feature=True, decay=True,
-                delta=1e-6, seed=0)
+                participation=1.0, delta=1e-6, seed=0)
 
 
 class Ratings:
@@ -77,24 +80,26 @@ def solve_users(r: Ratings, item: np.ndarray, bias: np.ndarray, global_bias: flo
   return solved
 
 
-def noise_multiplier(epsilon: float, rounds: int, delta: float) -> float:
+def noise_multiplier(epsilon: float, rounds: int, participation: float, delta: float
+                     ) -> float:
   if np.isinf(epsilon):
     return 0.0
   return dp_accounting.calibrate_dp_mechanism(
       dp_accounting.rdp.RdpAccountant,
-      lambda z: dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), rounds),
+      lambda z: dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+          participation, dp_accounting.GaussianDpEvent(z)), rounds),
       epsilon, delta)
 
 
 def run(r: Ratings, public: np.ndarray, epsilon, rounds, factors, clip, lr, momentum, user_l2,
-        public_features, bias_feature, decay, delta, seed):
+        public_features, bias_feature, decay, participation, delta, seed):
   """(RMSE of the scored ratings, noise multiplier) of one configuration."""
   rng = np.random.default_rng(seed)
   fixed = public if public_features else np.zeros((r.num_movies, 0))
   p = fixed.shape[1]
   factors_table = 0.1 * rng.standard_normal((r.num_movies, factors)) / np.sqrt(max(factors, 1))
   bias, global_bias = np.zeros(r.num_movies), 3.5
-  z = noise_multiplier(epsilon, rounds, delta)
+  z = noise_multiplier(epsilon, rounds, participation, delta)
   velocity = [0.0, np.zeros(r.num_movies), np.zeros((r.num_movies, factors))]
 
   def item_columns():
@@ -113,7 +118,8 @@ def run(r: Ratings, public: np.ndarray, epsilon, rounds, factors, clip, lr, mome
     norms = (np.bincount(r.user, g_bias ** 2, minlength=r.num_users)
              + np.bincount(r.user, (g_factors ** 2).sum(1), minlength=r.num_users)
              + np.bincount(r.user, scaled, minlength=r.num_users) ** 2)
-    keep = np.minimum(1.0, clip / np.sqrt(norms + 1e-12))[r.user]
+    sampled = rng.random(r.num_users) < participation
+    keep = (np.minimum(1.0, clip / np.sqrt(norms + 1e-12)) * sampled)[r.user]
     sums = [np.sum(scaled * keep) + rng.normal(0, z * clip),
             np.bincount(r.movie, g_bias * keep, minlength=r.num_movies)
             + rng.normal(0, z * clip, r.num_movies),
@@ -121,7 +127,8 @@ def run(r: Ratings, public: np.ndarray, epsilon, rounds, factors, clip, lr, mome
                       for k in range(factors)]).reshape(factors, r.num_movies).T
             + rng.normal(0, z * clip, (r.num_movies, factors))]
     rate = lr * (0.5 * (1 + np.cos(np.pi * t / rounds)) if decay else 1.0)
-    velocity = [momentum * v + s / r.num_users for v, s in zip(velocity, sums)]
+    velocity = [momentum * v + s / (participation * r.num_users)
+                for v, s in zip(velocity, sums)]
     global_bias += rate * velocity[0]
     bias = bias + rate * velocity[1]
     factors_table = factors_table + rate * velocity[2]
