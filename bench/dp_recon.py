@@ -27,7 +27,6 @@ import csv
 import json
 import math
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -169,18 +168,16 @@ def main():
     if epsilon in finished:
       rows.append(finished[epsilon])
       continue
-    settings = _settings(args, epsilon)
-    hp = engine.hparams(TASK, settings)
-    start = time.time()
-    run, last, final = engine.run_cross_device(TASK, settings, f"ε={epsilon:g}")
+    result = engine.run_cross_device(TASK, _settings(args, epsilon), f"ε={epsilon:g}")
+    dp, final = result.run.dp, result.final
     rows.append(jsonl_log.append_record({
         "target_epsilon": epsilon,
-        "epsilon": round(float(last["privacy/epsilon"]), 3) if run.dp else math.inf,
-        "noise_multiplier": round(run.dp.noise_multiplier, 4) if run.dp else 0.0,
+        "epsilon": round(float(result.last["privacy/epsilon"]), 3) if dp else math.inf,
+        "noise_multiplier": round(dp.noise_multiplier, 4) if dp else 0.0,
         "rmse": round(float(final.loc["seen", "rmse"]), 4),
         "users": int(final.loc["seen", "num_clients"]),
-        "rounds": hp["total_rounds"],
-        "minutes": round((time.time() - start) / 60, 1),
+        "rounds": result.hp["total_rounds"],
+        "minutes": result.minutes,
         "seed": args.seed,
         "split": _split(args),
     }, os.path.join(args.output_dir, "dp_recon.jsonl")))

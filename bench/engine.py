@@ -22,7 +22,8 @@ already holds a run instead of resuming it.
 import argparse
 import dataclasses
 import os
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+import time
+from typing import Any, Callable, List, Mapping, NamedTuple, Optional, Tuple
 
 import pandas as pd
 
@@ -143,17 +144,29 @@ def run_task(task_name: str, settings: Mapping[str, Any], log: Callable[[str], N
   return trained.state, trained.run, trained.experiment
 
 
+class CrossDeviceRun(NamedTuple):
+  """A finished cross-device run: the task's settings and run, the last row
+  of metrics.csv, final_eval.csv (indexed by `users`) and wall minutes."""
+
+  hp: Hparams
+  run: FederatedRun
+  last: pd.Series
+  final: pd.DataFrame
+  minutes: float
+
+
 def run_cross_device(task_name: str, settings: Mapping[str, Any], label: str
-                     ) -> Tuple[FederatedRun, pd.Series, pd.DataFrame]:
-  """`run_task` for a cross-device task, its log lines prefixed by [label];
-  returns the run, the last row of metrics.csv and final_eval.csv (indexed
-  by `users`)."""
+                     ) -> CrossDeviceRun:
+  """`run_task` for a cross-device task, its log lines prefixed by [label]."""
+  start = time.time()
   _, federated_run, experiment = run_task(
       task_name, settings, log=lambda text: print("\n".join(
           f"[{label}] {line}" for line in text.splitlines()), flush=True))
   final = pd.read_csv(os.path.join(experiment.output_dir, "final_eval.csv"),
                       index_col="users")
-  return federated_run, metrics(experiment).iloc[-1], final
+  return CrossDeviceRun(hparams(task_name, settings), federated_run,
+                        metrics(experiment).iloc[-1], final,
+                        round((time.time() - start) / 60, 1))
 
 
 def metrics(experiment: managers.ExperimentManagers) -> pd.DataFrame:

@@ -33,7 +33,6 @@ Smoke run on small synthetic data:
 import argparse
 import csv
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -154,10 +153,8 @@ def main():
     engine.require_fresh(TASK, _settings(args, noise))
   rows = []
   for noise in noises:
-    settings = _settings(args, noise)
-    hp = engine.hparams(TASK, settings)
-    start = time.time()
-    _, last, final = engine.run_cross_device(TASK, settings, f"z={noise:g}")
+    result = engine.run_cross_device(TASK, _settings(args, noise), f"z={noise:g}")
+    last, final, hp = result.last, result.final, result.hp
     rows.append(jsonl_log.append_record({
         "noise_multiplier": noise,
         "epsilon": round(last["privacy/epsilon"], 3) if noise else float("inf"),
@@ -166,7 +163,7 @@ def main():
         "unseen_rmse": round(final.loc["unseen", "rmse"], 4) if "unseen" in final.index else "",
         "eval_clients": int(final.loc["seen", "num_clients"]),
         "rounds": hp["total_rounds"], "clients_per_round": hp["clients_per_round"],
-        "minutes": round((time.time() - start) / 60, 1),
+        "minutes": result.minutes,
     }, os.path.join(args.output_dir, "privacy_utility.jsonl")))
     _write(rows, args)
 

@@ -95,23 +95,23 @@ def dp_delta(hp: Mapping, population: int) -> float:
   return hp["dp_delta"] or accounting.default_delta(population)
 
 
-def noise_for_target(hp: Mapping, sampling_probability: float, population: int,
-                     log=print) -> float:
+def noise_for_target(hp: Mapping, sampling_probability: float, population: int) -> float:
   """The smallest noise multiplier whose ε after --total_rounds rounds, each
   client taking part with `sampling_probability`, is <= --target_epsilon at
-  `dp_delta(hp, population)`; printed with `log`."""
+  `dp_delta(hp, population)`; printed."""
   delta = dp_delta(hp, population)
   noise = accounting.noise_for_epsilon(hp["target_epsilon"], sampling_probability,
                                        hp["total_rounds"], delta)
-  log(f"target_epsilon={hp['target_epsilon']:g}: noise multiplier {noise:.4f} (δ={delta:.3g}, "
+  print(f"target_epsilon={hp['target_epsilon']:g}: noise multiplier {noise:.4f} (δ={delta:.3g}, "
       f"{hp['total_rounds']} rounds, sampling probability {sampling_probability:.4g})")
   return noise
 
 
 def dp_aggregator(hp: Mapping, spec: aggregators.AggregatorSpec, population: int
                   ) -> Tuple[aggregators.AggregatorSpec, Optional[DpAccounting]]:
-  """The aggregator over `population` clients with its noise calibrated
-  (--target_epsilon), and its ε accounting (None if not DP)."""
+  """The aggregator over `population` clients, with clients_per_round = 0
+  resolved to `population` and its noise calibrated (--target_epsilon), and
+  its ε accounting (None if not DP)."""
   spec = spec.for_population(population)
   if not spec.is_dp:
     return spec, None

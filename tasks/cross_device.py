@@ -31,11 +31,6 @@ def check(hp: Mapping) -> None:
           "must be >= 0 (0: every user, every round).")
 
 
-def clients_per_round(hp: Mapping, population: int) -> int:
-  """--clients_per_round, with 0 meaning the whole population."""
-  return hp["clients_per_round"] or population
-
-
 def subset(client_ids: Sequence[str], size: Optional[int],
            rng: np.random.Generator) -> List[str]:
   """A fixed random subset of `size` client ids (all of them if None or larger)."""

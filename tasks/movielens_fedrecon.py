@@ -139,8 +139,8 @@ def build(configs: ReconConfigs) -> FederatedRun:
   aggregator = privacy.build_aggregator(spec)
   training = process.build_training_process(model_fn, configs.recon, aggregator)
   evaluation_process = process.build_evaluation_process(model_fn, configs.recon)
-  per_round = cross_device.clients_per_round(hp, len(task.train.client_ids))
-  sampler = ClientSampler(task.train.client_ids, per_round,
+  # spec.clients_per_round: --clients_per_round with 0 resolved to every user.
+  sampler = ClientSampler(task.train.client_ids, spec.clients_per_round,
                           hp["client_sampling"], seed)
   rng = np.random.default_rng(seed + 1)
   periodic_ids = cross_device.subset(task.eval_seen.client_ids, hp["eval_clients"], rng)

@@ -103,8 +103,9 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
                                              aggregator, public,
                                              release_training_metrics=not spec.is_dp)
   unseen_train, unseen_scored = UserRatings(split.unseen_train), UserRatings(split.unseen_test)
-  per_round = cross_device.clients_per_round(hp, len(train.client_ids))
-  sampler = ClientSampler(train.client_ids, per_round, hp["client_sampling"], seed)
+  # spec.clients_per_round: --clients_per_round with 0 resolved to every user.
+  sampler = ClientSampler(train.client_ids, spec.clients_per_round, hp["client_sampling"],
+                          seed)
   rng = np.random.default_rng(seed + 1)
   periodic_ids = cross_device.subset(scored.client_ids, hp["eval_clients"], rng)
   final_ids = cross_device.subset(scored.client_ids, hp["final_eval_clients"], rng)

@@ -162,15 +162,12 @@ class _Gathered:
     self.public = (None if public is None
                    else tf.gather(public, index) * self.mask[..., None])  # [G, L, P]
     self.bias_feature = bias_feature
-
-  @property
-  def vectors(self) -> tf.Tensor:
-    """[F[m], Q[m], B[m]], float32 [G, L, K] (K = P + D + 1 with the movie
-    bias feature, else P + D): what a user's p_u multiplies."""
+    # [F[m], Q[m], B[m]], float32 [G, L, K] (K = P + D + 1 with the movie bias
+    # feature, else P + D): what a user's p_u multiplies.
     parts = ([] if self.public is None else [self.public]) + [self.q]
-    if self.bias_feature:
+    if bias_feature:
       parts.append(self.bias[..., None])
-    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+    self.vectors = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
 
 def _implicit_term(rated: _Gathered) -> Optional[tf.Tensor]:
