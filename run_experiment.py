@@ -64,9 +64,11 @@ import tensorflow as tf  # noqa: E402
 
 from tasks import registry, runner  # noqa: E402
 from tasks.definition import NO_PRESET, Hparams, TaskDefinition  # noqa: E402
+from tff_movierec.data import releases  # noqa: E402
 from tff_movierec.data.download import DataError  # noqa: E402
 from tff_movierec.errors import ConfigError, DivergenceError, ExperimentFolderError  # noqa: E402
 from tff_movierec.models import rating_ffnn  # noqa: E402
+from tff_movierec.remote_workers import WorkerUnreachableError  # noqa: E402
 from tff_movierec.training import algorithms, sampling  # noqa: E402
 
 _TASK_LINES = "\n".join(f"  {name}: {task.summary}." for name, task in registry.TASKS.items())
@@ -88,8 +90,14 @@ flags.DEFINE_bool("use_synthetic_data", False,
 
 # Data and partition.
 flags.DEFINE_string("data_dir", None,
-                    "Folder with users.dat, movies.dat and ratings.dat|ratings.csv; "
-                    "default: the cache (downloads ml-1m.zip if missing).")
+                    "Folder with the files of --dataset (ml-1m: users.dat, movies.dat and "
+                    "ratings.dat|ratings.csv); default: the cache (downloads the release's zip "
+                    "if missing).")
+flags.DEFINE_enum("dataset", releases.DEFAULT, list(releases.NAMES),
+                  "MovieLens release: the zip downloaded without --data_dir, and the files "
+                  "expected in --data_dir (ml-10m: movies.dat, ratings.dat; ml-20m, ml-25m: "
+                  "movies.csv, ratings.csv). Only ml-1m has demographics; from ml-10m on "
+                  "ratings are half stars from 0.5.")
 flags.DEFINE_string("ratings_path", None,
                     "A ratings file to use instead of the folder's, e.g. one with timestamps "
                     "(ml-1m-latest20/ratings.csv for the next-movie task).")
@@ -216,7 +224,7 @@ flags.DEFINE_bool("movie_bias_feature", False,
 flags.DEFINE_integer("users_per_client_call", None,
                      "movielens_recon: users simulated in one TFF client call (their "
                      "aggregate equals one client per user with --aggregator=none); default "
-                     "64 with --aggregator=none, else 1 (required by per-client clipping).")
+                     "512 with --aggregator=none, else 1 (required by per-client clipping).")
 
 # Cross-device Federated Reconstruction with SGD (movielens_fedrecon).
 flags.DEFINE_integer("reconstruction_steps", 10,
@@ -266,10 +274,22 @@ flags.DEFINE_integer("baseline_epochs", 3,
 flags.DEFINE_string("root_output_dir", "output", "Root folder of experiment outputs.")
 flags.DEFINE_integer("rounds_per_checkpoint", 1, "Save program state every this many rounds.")
 
+# Runtime.
+flags.DEFINE_list("workers", [],
+                  "TFF workers host:port,... (`python -m tff_movierec.worker --port=P` on each): "
+                  "each round's clients are split across them and the partial aggregates "
+                  "merged (TFF's mergeable context). Default: one local worker.")
+flags.DEFINE_integer("num_subrounds", None,
+                     "Subrounds each round is split into across --workers (default: one per "
+                     "worker).")
+flags.DEFINE_float("worker_timeout_s", 60.0,
+                   "With --workers: end the run, naming the worker, when one cannot be "
+                   "reached for this long (resume later with the same command).")
+
 FLAGS = flags.FLAGS
 _GROUPS = collections.OrderedDict([
     ("task", ["task", "experiment_name", "seed", "use_synthetic_data"]),
-    ("data", ["data_dir", "ratings_path", "test_fraction", "eval_split", "partition",
+    ("data", ["data_dir", "dataset", "ratings_path", "test_fraction", "eval_split", "partition",
               "num_clients", "dirichlet_concentration", "partition_attribute",
               "ranking_protocol"]),
     ("model", ["model", "mf_dim", "factor_l2", "user_embedding", "embedding_dim",
@@ -293,6 +313,7 @@ _GROUPS = collections.OrderedDict([
     ("ease", ["ease_l2", "ease_dropout", "max_user_history"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
     ("output", ["root_output_dir", "rounds_per_checkpoint"]),
+    ("runtime", ["workers", "num_subrounds", "worker_timeout_s"]),
 ])
 _FLAG_NAMES = [name for group in _GROUPS.values() for name in group]
 
@@ -339,8 +360,13 @@ def task_hparams(task: TaskDefinition) -> Hparams:
   for name, value in task.defaults_for(FLAGS.use_synthetic_data, FLAGS.privacy).items():
     if not _given(name):
       FLAGS.set_default(name, value)
+  needs_workers = [f"--{name}" for name in ("num_subrounds", "worker_timeout_s")
+                   if _given(name)]
+  if needs_workers and not FLAGS.workers:
+    raise FlagError(f"{', '.join(needs_workers)} without --workers: they only apply to "
+                    "remote TFF workers.")
   if FLAGS.use_synthetic_data:
-    given = [f"--{name}" for name in ("data_dir", "ratings_path") if _given(name)]
+    given = [f"--{name}" for name in ("data_dir", "dataset", "ratings_path") if _given(name)]
     if given:
       raise FlagError(f"{', '.join(given)} with --use_synthetic_data: choose the real data "
                       "or the synthetic data.")
@@ -384,6 +410,9 @@ def main(argv: List[str]) -> None:
     _fail(str(e))
   except DivergenceError as e:
     _fail(flag_message(e), code=1)
+  except WorkerUnreachableError as e:
+    _fail(f"{e} The run's checkpoints are kept: run the same command again to resume "
+          "once the worker is back.", code=1)
 
 
 class _CheckpointMessagesAtDebugLevel(std_logging.Filter):

@@ -18,6 +18,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "tff-movierec=run_experiment:entry_point",
+            "tff-movierec-worker=tff_movierec.worker:main",
         ],
     },
 )

@@ -8,7 +8,7 @@ library's validated configs (which raise ConfigError naming the fields).
 import tempfile
 from typing import Dict, Mapping, Optional, Tuple
 
-from tff_movierec.data import movielens, partitions, preprocessing, synthetic
+from tff_movierec.data import movielens, partitions, preprocessing, releases, synthetic
 from tff_movierec.errors import ConfigError, require
 from tff_movierec.privacy import accounting, aggregators
 from tff_movierec.training.federated_run import DpAccounting
@@ -32,8 +32,31 @@ RATING_LOSS_BOUND = 100.0
 SOFTMAX_LOSS_BOUND = 1000.0
 
 
+def release(hp: Mapping) -> releases.Release:
+  """The MovieLens release of `dataset` (the synthetic data is ML-1M-like)."""
+  return releases.get(hp["dataset"])
+
+
+def require_demographics(hp: Mapping, purpose: str, instead: str = "",
+                         fields: Tuple[str, ...] = ()) -> None:
+  """ConfigError if the release of `dataset` has no demographics (a users
+  file), which `purpose` needs; `instead` says how to do without them (naming
+  `fields`)."""
+  data = release(hp)
+  if not data.has_demographics:
+    with_users = " or ".join(r.name for r in releases.RELEASES.values() if r.has_demographics)
+    raise ConfigError(
+        f"dataset={data.name}: {data.title} has no demographics (no users file; gender, "
+        f"age and occupation exist in {with_users} only), and {purpose} needs them. Use "
+        f"dataset={with_users}{', or ' + instead if instead else ''}.",
+        ("dataset",) + tuple(fields))
+
+
 def partition_spec(hp: Mapping) -> partitions.PartitionSpec:
   """Users -> clients from the partition settings."""
+  if hp["partition"] == "demographic":
+    require_demographics(hp, f"partition='demographic' (by {hp['partition_attribute']})",
+                         "another partition", ("partition",))
   if hp["partition"] == "natural" and hp["num_clients"] is not None:
     raise ConfigError("num_clients does not apply to partition='natural' (one client per "
                       "user).", ("num_clients", "partition"))
@@ -149,13 +172,14 @@ def eval_split(hp: Mapping) -> str:
 
 def load_movielens(hp: Mapping, ratings_path: Optional[str] = None,
                    **synthetic_kwargs) -> movielens.MovieLens:
-  """MovieLens from `data_dir` (default: the download cache), or small
-  synthetic data (with timestamps) when `use_synthetic_data`."""
+  """MovieLens release `dataset` from `data_dir` (default: the download
+  cache), or small synthetic data (ML-1M's format, with timestamps) when
+  `use_synthetic_data`."""
   if hp["use_synthetic_data"]:
     with tempfile.TemporaryDirectory(prefix="tff_movierec_synthetic_") as folder:
       return movielens.load_movielens(synthetic.write_synthetic_movielens(
           folder, seed=hp["seed"], **synthetic_kwargs))
-  return movielens.load_movielens(hp["data_dir"], ratings_path)
+  return movielens.load_movielens(hp["data_dir"], ratings_path, hp["dataset"])
 
 
 def require_fraction(hp: Mapping, name: str) -> None:

@@ -20,9 +20,13 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 from tff_movierec.training.federated_run import FederatedRun
 
 # Read by every task.
-COMMON = ("task", "experiment_name", "root_output_dir", "use_synthetic_data", "data_dir")
+COMMON = ("task", "experiment_name", "root_output_dir", "use_synthetic_data", "data_dir",
+          "dataset")
 # Read by every federated task: the training loop's settings.
 LOOP = ("total_rounds", "rounds_per_eval", "rounds_per_checkpoint")
+# Read by every federated task: where its TFF computations run (see
+# tff_movierec.remote_workers; no workers: one local worker).
+RUNTIME = ("workers", "num_subrounds", "worker_timeout_s")
 # --privacy without a preset.
 NO_PRESET = "none"
 
@@ -53,8 +57,8 @@ class TaskDefinition:
   Attributes:
     name: the registry key (--task).
     summary: one line for --help.
-    reads: the task's own settings (beyond COMMON, and LOOP and "seed" if
-      federated).
+    reads: the task's own settings (beyond COMMON, and LOOP, RUNTIME and
+      "seed" if federated).
     configure: Hparams -> validated configs (loads nothing).
     build: configs -> FederatedRun, for federated tasks.
     run: (configs, experiment folder) -> console summary, for standalone tasks.
@@ -102,5 +106,6 @@ class TaskDefinition:
 
   @property
   def all_reads(self) -> Tuple[str, ...]:
-    return (COMMON + (LOOP + ("seed",) if self.federated else ()) + tuple(self.reads)
+    return (COMMON + (LOOP + RUNTIME + ("seed",) if self.federated else ())
+            + tuple(self.reads)
             + (("privacy",) if self.presets else ()))

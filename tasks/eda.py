@@ -19,6 +19,7 @@ class EdaConfigs(NamedTuple):
 
 
 def configure(hp: Mapping[str, Any]) -> EdaConfigs:
+  common.require_demographics(hp, "the EDA summary (it tallies gender, age and occupation)")
   return EdaConfigs(hp, common.partition_spec(hp))
 
 

@@ -23,8 +23,8 @@ from typing import Any, List, Mapping, Tuple
 import pandas as pd
 import tensorflow as tf
 
-from tasks import movielens_rating, runner
-from tasks.definition import LOOP, Hparams, TaskDefinition
+from tasks import common, movielens_rating, runner
+from tasks.definition import LOOP, RUNTIME, Hparams, TaskDefinition
 from tff_movierec import progress
 from tff_movierec.models import rating_ffnn
 from tff_movierec.reporting import plots
@@ -75,6 +75,7 @@ class Ablation:
 
 def configure(hp: Mapping[str, Any]) -> Ablation:
   """Checks the settings of every variant; loads nothing."""
+  common.require_demographics(hp, "the ablation (its variants read the demographics group)")
   result = []
   for name, changes in variants(hp):
     values = {key: hp[key] for key in movielens_rating.TASK.all_reads if key in hp}
@@ -141,7 +142,7 @@ TASK = TaskDefinition(
     name="movielens_ablation",
     summary=("the seed's feature ablation: the rating study with each feature group of the "
              "network left out, federated and centralized"),
-    reads=LOOP + ("seed",) + tuple(name for name in movielens_rating.TASK.reads
+    reads=LOOP + RUNTIME + ("seed",) + tuple(name for name in movielens_rating.TASK.reads
                                    if name != "drop_features"),
     configure=configure,
     run=run,

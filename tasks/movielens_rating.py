@@ -147,7 +147,7 @@ def create_rating_task_from_data(
 
   def keras_model_fn():
     return rating_ffnn.build_rating_model(
-        model_config, vocabulary, genres.shape[1], stats.global_mean, movielens.RATING_SCALE)
+        model_config, vocabulary, genres.shape[1], stats.global_mean, data.rating_scale)
 
   local_layers = model_config.user_layers() if reconstructs else ()
   return federated_task.FederatedTask(
@@ -231,6 +231,10 @@ def configure(hp: Mapping[str, Any]) -> RatingConfigs:
         "algorithm='fed_recon' there.", ("algorithm", "partition"))
   require(hp["baseline_epochs"] >= 0, "baseline_epochs", hp["baseline_epochs"],
           "must be >= 0.")
+  if configs.model.uses("demographics"):
+    common.require_demographics(hp, "the rating network's demographics feature group",
+                                "leave it out with drop_features=demographics",
+                                ("drop_features",))
   return configs
 
 

@@ -54,6 +54,8 @@ class RetrievalConfigs:
 
 def configure(hp: Mapping[str, Any]) -> RetrievalConfigs:
   """Checks every setting of the retrieval task; loads nothing."""
+  common.require_demographics(hp, "the retrieval task's query tower (it embeds gender, age "
+                              "and occupation)")
   require(hp["ranking_protocol"] in MIN_HISTORY_RATING, "ranking_protocol",
           hp["ranking_protocol"], f"must be one of {tuple(MIN_HISTORY_RATING)}.")
   partition = common.partition_spec(hp)

@@ -14,15 +14,16 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from tasks.definition import Hparams, TaskDefinition
-from tff_movierec import tff_runtime
+from tasks.definition import RUNTIME, Hparams, TaskDefinition
+from tff_movierec import remote_workers, tff_runtime
 from tff_movierec.reporting import plots
 from tff_movierec.training import loop, managers, tensorboard
 from tff_movierec.training.federated_run import FederatedRun, Report
 
 # Settings that may change when a checkpointed run is started again (not
 # total_rounds with target_epsilon: the noise was calibrated to the rounds).
-EXTENDABLE = ("total_rounds", "root_output_dir")
+# Where the computations run may change too (e.g. resume on other workers).
+EXTENDABLE = ("total_rounds", "root_output_dir") + RUNTIME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,14 @@ def _folder(task: TaskDefinition, hp: Hparams) -> managers.ExperimentFolder:
                                   hp, extendable=extendable)
 
 
+def worker_settings(hp: Hparams) -> Optional[remote_workers.WorkerSettings]:
+  """The remote workers of hp["workers"] (None: run on one local worker)."""
+  if not hp["workers"]:
+    return None
+  return remote_workers.WorkerSettings(tuple(hp["workers"]), hp["num_subrounds"],
+                                       hp["worker_timeout_s"])
+
+
 def run_standalone(task: TaskDefinition, hp: Hparams) -> str:
   """Runs a task that is not federated (eda, centralized); returns its summary."""
   configs = task.configure(hp)
@@ -75,8 +84,10 @@ def train(task: TaskDefinition, hp: Hparams, log: Callable[[str], None] = print,
   configs = task.configure(hp)
   loop_config = loop.LoopConfig(hp["total_rounds"], hp["rounds_per_eval"],
                                 hp["rounds_per_checkpoint"])
+  workers = worker_settings(hp)
   folder = _folder(task, hp)
   try:
+    tff_runtime.use_workers(workers)
     tff_runtime.install()
     run = task.build(configs)
     log(f"{task.name}: {run.description}")
@@ -94,6 +105,7 @@ def train(task: TaskDefinition, hp: Hparams, log: Callable[[str], None] = print,
     summary_path = write_outputs(task, hp, run, report, experiment)
     return TrainedRun(state, run, experiment, report, summary_path)
   finally:
+    tff_runtime.use_workers(None)
     folder.close()
 
 

@@ -111,10 +111,10 @@ def test_synthetic_csv_matches_dat(tmp_path, with_timestamps):
 
 def test_csv_without_timestamps_names_unavailable_features(tmp_path):
   directory = write_files(
-      tmp_path, ratings="userId,movieId,rating\n1,1,4.5\n9,7,2\n",
+      tmp_path, ratings="userId,movieId,rating\n1,1,4\n9,7,2\n",
       ratings_name="ratings.csv")
   data = load_movielens(directory)
-  assert data.ratings["rating"].tolist() == [4.5, 2.0]
+  assert data.ratings["rating"].tolist() == [4.0, 2.0]
   assert not data.has_timestamps
   assert data.missing_features() == ("temporal split", "time-ordered sequences")
   with pytest.raises(DataError) as error:

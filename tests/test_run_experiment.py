@@ -40,8 +40,10 @@ SMOKE = {
     "movielens_ease": dict(num_clients=3, rounds_per_eval=1),
 }
 FEDERATED = list(SMOKE)
+# Measurements that differ between two runs of the same command: wall times,
+# and gRPC bytes (a serialized graph's size varies a little).
 TIMING = {"speed/round_seconds", "speed/examples_per_second", "speed/eval_seconds",
-          "speed/elapsed_seconds"}
+          "speed/elapsed_seconds", "traffic/bytes_sent", "traffic/bytes_received"}
 
 
 @pytest.fixture(autouse=True)

@@ -52,11 +52,13 @@ COLD_START_FALLBACKS = {
 }
 
 
-def _fit(name, train, num_users, num_movies, seed, **params):
-  """(fitted model, wall seconds). CPU seconds are in `model.fit_cpu_seconds`."""
+def _fit(name, train, data: MovieLens, seed, **params):
+  """(model fitted on `train` ratings of `data`, wall seconds); predictions are
+  clipped to the data's rating scale. CPU seconds are in `model.fit_cpu_seconds`."""
   model = baselines.make(name, seed=seed, **params)
+  model.rating_scale = data.rating_scale
   start, cpu_start = time.perf_counter(), time.process_time()
-  model.fit(train, num_users, num_movies)
+  model.fit(train, data.num_users, data.num_movies)
   model.fit_cpu_seconds = time.process_time() - cpu_start
   return model, time.perf_counter() - start
 
@@ -87,8 +89,7 @@ def holdout_table(data: MovieLens, models: Sequence[str], seed: int, k: int,
   rows = []
   for name in models:
     params = _tuned_ease(holdout, seed, tuning_rows) if name == "ease" else {}
-    model, seconds = _fit(name, holdout.train_ratings, data.num_users, data.num_movies,
-                          seed, **params)
+    model, seconds = _fit(name, holdout.train_ratings, data, seed, **params)
     row = {"model": name, "fit_seconds": seconds, "fit_cpu_seconds": model.fit_cpu_seconds,
            **_rating_row(model, holdout.test_ratings)}
     row.update(_prefixed("holdout", holdout.evaluate(model.score_all, (k,)), ranking_names))
@@ -106,8 +107,7 @@ def recbole_table(data: MovieLens, models: Sequence[str], seed: int, k: int,
   rows = []
   for name in models:
     params = _tuned_ease(protocol, seed, tuning_rows) if name == "ease" else {}
-    model, seconds = _fit(name, protocol.train_ratings, data.num_users, data.num_movies,
-                          seed, **params)
+    model, seconds = _fit(name, protocol.train_ratings, data, seed, **params)
     rows.append({"model": name, "fit_seconds": seconds,
                  **protocol.evaluate(model.score_all, (k,)), "params": _describe(model)})
   emulation = RecBolePop(seed=seed)
@@ -128,7 +128,7 @@ def cold_start_table(data: MovieLens, models: Sequence[str], seed: int) -> pd.Da
     for name in models:
       if not baselines.MODELS[name].predicts_ratings:
         continue
-      model, seconds = _fit(name, seen, data.num_users, data.num_movies, seed)
+      model, seconds = _fit(name, seen, data, seed)
       rows.append({"setting": setting, "model": name, "num_ratings": len(unseen),
                    **_rating_row(model, unseen), "fit_seconds": seconds,
                    "fallback": COLD_START_FALLBACKS[name]})
@@ -143,7 +143,7 @@ def bias_ablation_table(data: MovieLens, seed: int) -> pd.DataFrame:
 
   def train_fn(disabled):
     params = {switches[group]: np.inf for group in disabled}
-    model, _ = _fit("bias_baseline", train, data.num_users, data.num_movies, seed, **params)
+    model, _ = _fit("bias_baseline", train, data, seed, **params)
     return _rating_row(model, test)
 
   return ablation.ablate(train_fn, list(switches))

@@ -1,4 +1,5 @@
-"""This project's TFF runtime: one local C++ `worker_binary` and the context using it.
+"""This project's TFF runtime: one local C++ `worker_binary` and the context
+using it, or TFF's mergeable context over remote workers (`use_workers`).
 
 Importing TFF 0.87 installs a default context whose hidden `ServiceManager`
 starts a `worker_binary` child process on first use. This module starts
@@ -39,6 +40,12 @@ The worker writes its log (stderr) to a temporary file, so the console stays
 quiet. Error messages name the file. `stop` deletes the file unless the worker
 had already died on its own.
 
+`use_workers(settings)` makes every later `install` set up TFF's mergeable
+context over the remote workers of `settings` instead (see
+`tff_movierec.remote_workers`); `use_workers(None)` goes back to the local
+worker. Either way the bytes of every gRPC request and response are counted:
+`traffic()` returns the totals.
+
 Caveats:
 - Linux only (prctl).
 - PR_SET_PDEATHSIG fires when the *thread* that started the worker exits.
@@ -61,26 +68,17 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import grpc
 import portpicker
 import tensorflow_federated as tff
 
+from tff_movierec import remote_workers
+
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 5.0
-# TFF values (model weights, client datasets) can exceed gRPC's 4 MB default.
-_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-    # The first connection attempt usually races the worker's start-up; retry
-    # quickly instead of gRPC's default 1 s back-off.
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 
 _log = logging.getLogger(__name__)
 
@@ -106,14 +104,45 @@ _worker: Optional[_Worker] = None
 _lock = threading.RLock()
 _atexit_registered = False
 _install_settings: dict = {}
+_traffic = remote_workers.Traffic()
+_remote_settings: Optional[remote_workers.WorkerSettings] = None
+_remote_connections: list = []
 
 
 class WorkerDiedError(RuntimeError):
   """The worker of the current context is no longer running."""
 
 
+def traffic() -> Tuple[int, int]:
+  """(bytes sent, bytes received) over gRPC to TFF workers by this process so far."""
+  return _traffic.totals()
+
+
+def use_workers(settings: Optional[remote_workers.WorkerSettings]) -> None:
+  """Makes later `install` calls use the remote workers of `settings` (None:
+  the local worker again). Nothing connects until `install`; a context over
+  other workers is dropped (calls then fail until `install`)."""
+  global _remote_settings, _remote_connections
+  with _lock:
+    if settings != _remote_settings:
+      for connection in _remote_connections:
+        connection.channel.close()
+      _remote_connections = []
+      if isinstance(tff.framework.get_context_stack().current,
+                    tff.framework.MergeableCompExecutionContext):
+        tff.framework.set_default_context(_StoppedContext())
+    _remote_settings = settings
+
+
 def worker_binary_path() -> str:
+  """The worker binary shipped inside the installed tensorflow-federated."""
   return os.path.join(os.path.dirname(tff.__file__), "data", "worker_binary")
+
+
+def worker_command(port: int, max_concurrent_computation_calls: int = -1) -> list:
+  """The command line of a worker listening on `port` (every interface)."""
+  return [worker_binary_path(), f"--port={port}",
+          f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"]
 
 
 def install(secure_intrinsics: bool = False, *,
@@ -121,7 +150,8 @@ def install(secure_intrinsics: bool = False, *,
   """Starts a fresh worker and makes a context that uses it TFF's default.
 
   Any worker this module started before is stopped first, so at most one
-  runs at a time.
+  runs at a time. After `use_workers(settings)`, no local worker starts: the
+  default context becomes TFF's mergeable context over those workers.
 
   Args:
     secure_intrinsics: compile `tff.federated_secure_sum*` intrinsics to plain
@@ -133,6 +163,8 @@ def install(secure_intrinsics: bool = False, *,
   Raises:
     RuntimeError: the worker binary is missing, exits, or does not accept
       connections within 60 s. The message names the worker's log file.
+    remote_workers.WorkerUnreachableError: a remote worker does not accept
+      connections within its timeout.
   """
   global _worker, _atexit_registered, _install_settings
   with _lock:
@@ -142,10 +174,22 @@ def install(secure_intrinsics: bool = False, *,
     if not _atexit_registered:
       atexit.register(stop)
       _atexit_registered = True
+    if _remote_settings is not None:
+      _install_remote(secure_intrinsics)
+      return
     worker = _start_worker(max_concurrent_computation_calls)
     worker.context = _make_context(worker, secure_intrinsics)
     _worker = worker
     tff.framework.set_default_context(worker.context)
+
+
+def _install_remote(secure_intrinsics: bool) -> None:
+  global _remote_connections
+  if not _remote_connections:
+    _remote_connections = [remote_workers.connect(address, _traffic)
+                           for address in _remote_settings.addresses]
+  tff.framework.set_default_context(remote_workers.make_context(
+      _remote_connections, _remote_settings, secure_intrinsics))
 
 
 def restart() -> None:
@@ -217,13 +261,12 @@ def _start_worker(max_concurrent_computation_calls: int) -> _Worker:
   fd, log_path = tempfile.mkstemp(prefix=f"tff_worker_{port}_", suffix=".log")
   with os.fdopen(fd, "wb") as log:
     process = subprocess.Popen(
-        [binary, f"--port={port}",
-         f"--max_concurrent_computation_calls={max_concurrent_computation_calls}"],
+        worker_command(port, max_concurrent_computation_calls),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         # Own process group: Ctrl-C in a terminal interrupts Python (which can
         # go on using the worker, or stop it at exit) without killing the worker.
         process_group=0, preexec_fn=_die_with_parent(os.getpid()))
-  channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=_CHANNEL_OPTIONS)
+  channel = remote_workers.counted_channel(f"127.0.0.1:{port}", _traffic)
   stub = tff.framework.RemoteExecutorGrpcStub(channel)
   worker = _Worker(process=process, port=port, log_path=log_path, channel=channel,
                    stub=stub, owner_pid=os.getpid())

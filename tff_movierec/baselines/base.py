@@ -2,7 +2,8 @@
 
 Every model is fitted on a ratings frame (`user`, `movie`, `rating`) with
 contiguous indices and answers two questions:
-  predict(users, movies) -> float64 [N]  rating estimates, clipped to [1, 5]
+  predict(users, movies) -> float64 [N]  rating estimates, clipped to the
+                            model's `rating_scale` (ML-1M's [1, 5] unless set)
   score_all(users)       -> float64 [B, M] scores of every movie (higher =
                             recommend first), for full-ranking evaluation
 Users or movies without training ratings get the model's documented
@@ -15,8 +16,6 @@ from typing import Tuple
 import numpy as np
 import pandas as pd
 from scipy import sparse
-
-MIN_RATING, MAX_RATING = 1.0, 5.0
 
 
 def arrays(ratings: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,6 +48,9 @@ class RatingModel(abc.ABC):
 
   name = "model"
   predicts_ratings = True
+  # (lowest, highest) rating of the data; set it (e.g. to MovieLens.rating_scale)
+  # before predicting on a release with half stars from 0.5.
+  rating_scale = (1.0, 5.0)
 
   @abc.abstractmethod
   def fit(self, train: pd.DataFrame, num_users: int, num_movies: int) -> "RatingModel":
@@ -56,12 +58,11 @@ class RatingModel(abc.ABC):
 
   @abc.abstractmethod
   def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-    """float64 [N] predicted ratings in [1, 5] for the (user, movie) pairs."""
+    """float64 [N] predicted ratings in `rating_scale` for the (user, movie) pairs."""
 
   @abc.abstractmethod
   def score_all(self, users: np.ndarray) -> np.ndarray:
     """float64 [B, M] ranking scores of every movie for each user."""
 
-
-def clip(predictions: np.ndarray) -> np.ndarray:
-  return np.clip(predictions, MIN_RATING, MAX_RATING)
+  def clip(self, predictions: np.ndarray) -> np.ndarray:
+    return np.clip(predictions, *self.rating_scale)

@@ -130,7 +130,7 @@ class _KNNBaseline(base.RatingModel):
       else:
         parts = (self.similarity_[m], self.rated_[u], self.residuals_[u])
       estimate[start:start + chunk] = _neighbourhood_estimate(*parts, self.k)
-    return base.clip(self._baseline(users, movies) + estimate)
+    return self.clip(self._baseline(users, movies) + estimate)
 
   def score_all(self, users):
     users = np.asarray(users)

@@ -61,7 +61,7 @@ class Popularity(base.RatingModel):
     return self
 
   def predict(self, users, movies):
-    return base.clip(self.mean_ + self.item_bias_[movies])
+    return self.clip(self.mean_ + self.item_bias_[movies])
 
   def score_all(self, users):
     return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
@@ -83,7 +83,7 @@ class UserAverage(base.RatingModel):
     return self
 
   def predict(self, users, movies):
-    return base.clip(self.user_mean_[users])
+    return self.clip(self.user_mean_[users])
 
   def score_all(self, users):
     return np.broadcast_to(self.movie_counts_, (len(users), len(self.movie_counts_))).copy()
@@ -123,7 +123,7 @@ class BiasBaseline(base.RatingModel):
     return self
 
   def predict(self, users, movies):
-    return base.clip(self.mean_ + self.user_bias_[users] + self.item_bias_[movies])
+    return self.clip(self.mean_ + self.user_bias_[users] + self.item_bias_[movies])
 
   def score_all(self, users):
     return self.mean_ + self.user_bias_[users][:, None] + self.item_bias_[None, :]

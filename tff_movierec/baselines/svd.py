@@ -107,7 +107,7 @@ class SVD(base.RatingModel):
 
   def predict(self, users, movies):
     dots = np.einsum("nk,nk->n", self.user_factors_[users], self.item_factors_[movies])
-    return base.clip(self.mean_ + self.user_bias_[users] + self.item_bias_[movies] + dots)
+    return self.clip(self.mean_ + self.user_bias_[users] + self.item_bias_[movies] + dots)
 
   def score_all(self, users):
     return (self.mean_ + self.user_bias_[users][:, None] + self.item_bias_[None, :]

@@ -7,20 +7,22 @@ from typing import Dict
 
 import numpy as np
 
-from tff_movierec.data.movielens import AGE_BUCKETS, GENRES, NUM_OCCUPATIONS, MovieLens
+from tff_movierec.data.movielens import AGE_BUCKETS, NUM_OCCUPATIONS, MovieLens
+from tff_movierec.data.releases import NO_GENRES
 
-NUM_GENRES = len(GENRES)
 NUM_AGE_BUCKETS = len(AGE_BUCKETS)
 MIN_YEAR = 1919
 
 
 def genre_multi_hot(data: MovieLens) -> np.ndarray:
-  """float32 [M, 18]: 1 where the movie has the genre (order of GENRES)."""
-  index = {g: i for i, g in enumerate(GENRES)}
-  result = np.zeros((data.num_movies, NUM_GENRES), np.float32)
+  """float32 [M, G]: 1 where the movie has the genre, in the order of
+  `data.genre_names` (G = 18 on ML-1M, 19 from ML-10M on; a movie with
+  `(no genres listed)` has none)."""
+  index = {g: i for i, g in enumerate(data.genre_names)}
+  result = np.zeros((data.num_movies, len(index)), np.float32)
   for row, genres in enumerate(data.movies["genres"]):
-    for genre in genres.split("|"):
-      result[row, index[genre]] = 1.0
+    if genres != NO_GENRES:
+      result[row, [index[genre] for genre in genres.split("|")]] = 1.0
   return result
 
 
@@ -30,7 +32,10 @@ def release_year(data: MovieLens) -> np.ndarray:
 
 
 def user_features(data: MovieLens) -> Dict[str, np.ndarray]:
-  """int32 [U] arrays: `gender` (0/1), `age` (0..6), `occupation` (0..20)."""
+  """int32 [U] arrays: `gender` (0/1), `age` (0..6), `occupation` (0..20);
+  empty without demographics (releases after ML-1M)."""
+  if not data.has_demographics:
+    return {}
   return {
       name: data.users[name].to_numpy(np.int32)
       for name in ("gender", "age", "occupation")
@@ -55,7 +60,7 @@ YEAR_BIN_EDGES = (1930, 1950, 1960, 1970, 1980, 1985, 1990, 1993, 1995, 1997, 19
 
 
 def public_movie_features(data: MovieLens) -> np.ndarray:
-  """float32 [M, 18 + 12]: what movies.dat publishes about each movie, no rating.
+  """float32 [M, G + 12]: what the movies file publishes about each movie, no rating.
 
   The genres (multi-hot, scaled to unit L2 norm per movie) and the release
   year (one-hot over YEAR_BIN_EDGES's bins). Public metadata, not private

@@ -19,6 +19,8 @@ what each means, with its unit):
   speed/elapsed_seconds  wall seconds since this process began training (at
                         the end of the round, its evaluation included; from 0
                         again when a run resumes)
+  traffic/bytes_sent, traffic/bytes_received   gRPC bytes to and from the TFF
+                        worker(s) during the round's process.next
   privacy/epsilon, privacy/delta   with a DP aggregator
   eval/<name>           evaluation rounds only
 Values are released rounded to 6 significant digits, counts as integers.
@@ -207,9 +209,12 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
     clients = run.sampler(round_num)
     values = {}
     if clients:
+      sent, received = tff_runtime.traffic()
       output = worker_restarts.call(run.process.next, state,
                                     run.client_data_fn(clients, round_num))
       values = round_metrics(output.metrics)
+      values["traffic/bytes_sent"] = tff_runtime.traffic()[0] - sent
+      values["traffic/bytes_received"] = tff_runtime.traffic()[1] - received
       _check_finite(run, output.state, values, round_num)
       state = output.state
     seconds = time.time() - round_start

@@ -15,13 +15,16 @@ is a plain federated computation whose clients-placed output, the updated
 local weights, the simulation stores per client id (`LocalStore`) and feeds
 back the next time that client is sampled:
 
-  next: (<state@SERVER, {(x, y)*}@CLIENTS, local@CLIENTS> ->
-         <state@SERVER, metric sums@SERVER, local@CLIENTS>)
+  next: (<state@SERVER, {(x, y)*}@CLIENTS, local@CLIENTS, int32@CLIENTS> ->
+         <state@SERVER, metric sums@SERVER, <int32, local>@CLIENTS>)
 
 with `state` = <model=ModelWeights, optimizer=server optimizer state,
 aggregator=aggregation process state> and `local` the client's local
 `ModelWeights` (for the rating task: the [U, D] user-embedding table, of which
-a client only ever changes the rows of its own users).
+a client only ever changes the rows of its own users). The int32 is the
+client's position in the round; each new `local` comes back with it, because
+TFF's mergeable context (remote workers) returns clients-placed values in the
+order its subrounds finish, not in the clients' order.
 """
 
 import collections
@@ -104,9 +107,9 @@ class StatefulLocalProcess:
     local_type = initial_local.type_signature.result
     dataset_type = tff.SequenceType(tff.types.tensorflow_to_type(task.input_spec))
 
-    @tff.tensorflow.computation(global_type, dataset_type, local_type)
+    @tff.tensorflow.computation(global_type, dataset_type, local_type, np.int32)
     @tf.function
-    def client_update(incoming, dataset, local):
+    def client_update(incoming, dataset, local, position):
       with tf.init_scope():
         keras_model = task.keras_model_fn()
         model = task.reconstruction_model(keras_model)
@@ -145,7 +148,7 @@ class StatefulLocalProcess:
                                     _tensors(global_vars.trainable))
       weight = (tf.constant(1.0) if uniform_weighting
                 else tf.cast(sums["examples"], tf.float32))
-      return delta, weight, _tensors(local_vars), sums
+      return delta, weight, (position, _tensors(local_vars)), sums
 
     delta_type, weight_type = client_update.type_signature.result[:2]
     if model_aggregator is None:
@@ -156,11 +159,12 @@ class StatefulLocalProcess:
     initialize = server.initialize
 
     @tff.federated_computation(server.state_type, tff.FederatedType(dataset_type, tff.CLIENTS),
-                               tff.FederatedType(local_type, tff.CLIENTS))
-    def next_fn(state, datasets, local):
+                               tff.FederatedType(local_type, tff.CLIENTS),
+                               tff.FederatedType(np.int32, tff.CLIENTS))
+    def next_fn(state, datasets, local, positions):
       incoming = tff.federated_broadcast(state.model)
       delta, weight, new_local, sums = tff.federated_map(
-          client_update, (incoming, datasets, local))
+          client_update, (incoming, datasets, local, positions))
       return server.apply(state, delta, weight), tff.federated_sum(sums), new_local
 
     self._initialize = initialize
@@ -180,11 +184,15 @@ class StatefulLocalProcess:
            ) -> StatefulOutput:
     """One round with the given (client id, preprocessed dataset) pairs."""
     client_ids = [client for client, _ in client_data]
-    server, sums, new_local = self._next(
+    server, sums, tagged_local = self._next(
         state["server"], [dataset for _, dataset in client_data],
-        [state["local"][c] for c in client_ids])
+        [state["local"][c] for c in client_ids], list(range(len(client_ids))))
     local = dict(state["local"])
-    local.update(zip(client_ids, new_local))
+    positions = sorted(int(position) for position, _ in tagged_local)
+    if positions != list(range(len(client_ids))):
+      raise RuntimeError(f"The round returned local weights for client positions "
+                         f"{positions}, not one per client of {client_ids}.")
+    local.update((client_ids[int(position)], weights) for position, weights in tagged_local)
     return StatefulOutput({"server": server, "local": local},
                           {"client_work": {"train": finalize(sums)}})
 

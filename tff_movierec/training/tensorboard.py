@@ -24,7 +24,8 @@ from tff_movierec.reporting import plots
 FEDERATED_RUN = "federated"
 # Metrics that count things (by their last name part): integers in
 # metrics.csv, not charted in TensorBoard.
-COUNT_NAMES = ("clients", "num_examples", "examples", "num_clients", "users", "num_users")
+COUNT_NAMES = ("clients", "num_examples", "examples", "num_clients", "users", "num_users",
+               "bytes_sent", "bytes_received")
 # Metric name (or its prefix up to "/") -> description (TensorBoard shows it
 # under the chart). Units in brackets.
 DESCRIPTIONS = {
@@ -40,6 +41,10 @@ DESCRIPTIONS = {
     "speed/eval_seconds": "Wall time of the evaluation after this round [s].",
     "speed/elapsed_seconds": ("Wall time since this process began training, at the end of "
                               "this round and its evaluation [s]."),
+    "traffic/bytes_sent": ("Bytes of the gRPC requests this process sent to its TFF "
+                           "worker(s) during the round's process.next (model, client data)."),
+    "traffic/bytes_received": ("Bytes of the gRPC responses this process received from its "
+                               "TFF worker(s) during the round's process.next."),
     "privacy/epsilon": "ε of the user-level (ε, δ)-DP guarantee after this round (RDP "
                        "accounting of the Gaussian mechanism with the round's sampling).",
     "privacy/delta": "δ of the reported (ε, δ).",
