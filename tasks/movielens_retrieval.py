@@ -54,8 +54,6 @@ class RetrievalConfigs:
 
 def configure(hp: Mapping[str, Any]) -> RetrievalConfigs:
   """Checks every setting of the retrieval task; loads nothing."""
-  common.require_demographics(hp, "the retrieval task's query tower (it embeds gender, age "
-                              "and occupation)")
   require(hp["ranking_protocol"] in MIN_HISTORY_RATING, "ranking_protocol",
           hp["ranking_protocol"], f"must be one of {tuple(MIN_HISTORY_RATING)}.")
   partition = common.partition_spec(hp)
@@ -65,7 +63,9 @@ def configure(hp: Mapping[str, Any]) -> RetrievalConfigs:
           "the in-batch softmax needs >= 2.")
   return RetrievalConfigs(
       hparams=hp, partition=partition, client=client,
-      towers=TowerConfig(embedding_dim=hp["embedding_dim"]),
+      # The query tower embeds the demographics where the release has them.
+      towers=TowerConfig(embedding_dim=hp["embedding_dim"],
+                         use_demographics=common.release(hp).has_demographics),
       client_optimizer=common.client_optimizer(hp),
       server_optimizer=common.server_optimizer(hp),
       aggregator=common.aggregator_spec(hp),

@@ -99,5 +99,8 @@ def user_queries(interactions: pd.DataFrame, users: pd.DataFrame,
 
 
 def _demographics(users: pd.DataFrame, user_indices: np.ndarray) -> Dict[str, np.ndarray]:
+  """The users' demographic features; none for a release without them."""
+  if not set(DEMOGRAPHICS) <= set(users.columns):
+    return {}
   return {name: users[name].to_numpy(np.int32)[user_indices] for name in DEMOGRAPHICS}
 

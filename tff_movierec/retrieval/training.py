@@ -100,9 +100,12 @@ def build_model(kind: str, data: MovieLens, stats: movie_stats.MovieStats,
 def to_batch(tower_config: TowerConfig):
   """Batched example dict -> `OrderedDict(x=features, y=rating)`.
 
-  The user index is kept only when the query tower embeds it.
+  The user index and the demographics are kept only when the query tower
+  embeds them.
   """
-  names = [n for n in examples.QUERY_FEATURES if n != "user" or tower_config.use_user_id]
+  names = [n for n in examples.QUERY_FEATURES
+           if (n != "user" or tower_config.use_user_id)
+           and (n not in examples.DEMOGRAPHICS or tower_config.use_demographics)]
 
   def convert(batch):
     features = collections.OrderedDict((n, batch[n]) for n in names + ["movie"])
