@@ -100,7 +100,6 @@ class _Workers:
   def __init__(self, count: int = 2):
     import portpicker  # pylint: disable=import-outside-toplevel
     from tff_movierec import worker  # pylint: disable=import-outside-toplevel
-    self._worker = worker
     ports = [portpicker.pick_unused_port() for _ in range(count)]
     self.processes = [worker.spawn(port) for port in ports]
     self.addresses = [f"127.0.0.1:{port}" for port in ports]
@@ -112,8 +111,9 @@ class _Workers:
     return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in self.processes)
 
   def stop(self) -> None:
+    from tff_movierec import tff_runtime  # pylint: disable=import-outside-toplevel
     for process in self.processes:
-      self._worker.stop(process)
+      tff_runtime.terminate(process)
 
 
 def _one_run(args, users: int, runtime: str, clients_per_round: int) -> dict:

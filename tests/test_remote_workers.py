@@ -35,7 +35,6 @@ from tff_movierec.errors import ConfigError
 
 FLAGS = flags.FLAGS
 _START_TIMEOUT_S = 90
-_STOP_TIMEOUT_S = 10
 # Small runs of each task (2 rounds, evaluated after each).
 _SETTINGS = {
     "movielens_rating": dict(num_clients=4, clients_per_round=4, embedding_dim=4,
@@ -59,7 +58,7 @@ class _Worker:
     self.process = worker.spawn(self.port, self._log)
     try:
       worker.wait_until_serving(self.address, _START_TIMEOUT_S)
-    except TimeoutError:
+    except remote_workers.WorkerUnreachableError:
       self.stop()
       raise
 
@@ -67,7 +66,7 @@ class _Worker:
     """Stops the worker by its pid (kill: SIGKILL at once, as in a crash)."""
     if kill and self.process.poll() is None:
       os.kill(self.process.pid, signal.SIGKILL)
-    worker.stop(self.process, _STOP_TIMEOUT_S)
+    tff_runtime.terminate(self.process)
     self._log.close()
 
 

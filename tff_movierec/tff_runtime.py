@@ -219,7 +219,7 @@ def stop() -> None:
     pass
   worker.channel.close()
   died_on_its_own = worker.process.poll() is not None
-  _terminate(worker.process)
+  terminate(worker.process)
   if died_on_its_own and worker.process.returncode != 0:
     _log.warning("%s had stopped before stop() was called.", worker.describe())
   else:
@@ -276,7 +276,7 @@ def _start_worker(max_concurrent_computation_calls: int) -> _Worker:
     if exited or time.monotonic() > deadline:
       problem = "exited" if exited else f"did not accept connections within {_READY_TIMEOUT_S:g} s"
       channel.close()
-      _terminate(process)
+      terminate(process)
       raise RuntimeError(f"{worker.describe()} {problem}.")
     time.sleep(0.02)
   return worker
@@ -329,8 +329,9 @@ def _make_context(worker: _Worker,
       transform_result=tff.tensorflow.transform_result)
 
 
-def _terminate(process: subprocess.Popen) -> None:
-  """SIGINT, wait up to 5 s, then SIGKILL; tolerates an already-exited process."""
+def terminate(process: subprocess.Popen) -> None:
+  """Stops a worker process by its pid: SIGINT, wait up to 5 s, then SIGKILL;
+  tolerates an already-exited process."""
   if process.poll() is None:
     try:
       process.send_signal(signal.SIGINT)

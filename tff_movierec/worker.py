@@ -18,8 +18,7 @@ import subprocess
 import sys
 from typing import List, Optional
 
-import grpc
-
+from tff_movierec import remote_workers
 from tff_movierec.tff_runtime import worker_binary_path, worker_command
 
 
@@ -47,25 +46,13 @@ def spawn(port: int, log=subprocess.DEVNULL) -> subprocess.Popen:
 
 def wait_until_serving(address: str, timeout_s: float) -> None:
   """Returns once a worker accepts gRPC connections at host:port `address`;
-  raises TimeoutError naming it after `timeout_s`."""
-  channel = grpc.insecure_channel(address)
+  raises remote_workers.WorkerUnreachableError naming it after `timeout_s`.
+  (Stop a spawned worker with `tff_runtime.terminate`.)"""
+  connection = remote_workers.connect(address, remote_workers.Traffic())
   try:
-    grpc.channel_ready_future(channel).result(timeout=timeout_s)
-  except grpc.FutureTimeoutError:
-    raise TimeoutError(f"no TFF worker serving at {address} after {timeout_s:g} s") from None
+    connection.wait_until_ready(timeout_s, "while it starts")
   finally:
-    channel.close()
-
-
-def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
-  """Stops a worker by its pid: SIGTERM, then SIGKILL after `timeout_s`."""
-  if process.poll() is None:
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-      process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-      os.kill(process.pid, signal.SIGKILL)
-      process.wait(timeout=timeout_s)
+    connection.channel.close()
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -76,6 +63,9 @@ def main(argv: Optional[List[str]] = None) -> None:
              "tensorflow-federated 0.87 installed?")
   print(f"TFF worker on port {args.port} (pid {os.getpid()}); Ctrl-C stops it.", flush=True)
   command = worker_command(args.port, args.max_concurrent_computation_calls)
+  # A worker started with SIGINT ignored (e.g. `cmd &` in a script) would
+  # keep ignoring it, and `tff_runtime.terminate` would wait for its timeout.
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
   os.execv(command[0], command)
 
 

@@ -195,12 +195,12 @@ def _parse_rows(
   return frame
 
 
-def _check_not_empty(frame: pd.DataFrame, path: str, first_line: int) -> None:
+def _check_not_empty(frame: pd.DataFrame, path: str, lines) -> None:
   empty = (frame.apply(lambda column: column.str.strip()) == "").to_numpy()
   if empty.any():
     row, column = (int(i[0]) for i in np.nonzero(empty))
     raise DataError(
-        f"{path}:{row + first_line}: malformed line, field {frame.columns[column]} is "
+        f"{path}:{_line(lines, row)}: malformed line, field {frame.columns[column]} is "
         "empty."
     )
 
@@ -212,7 +212,13 @@ def _read_rows(
   return _parse_rows(path, _read_lines(path, encoding), names, separator, 1), 1
 
 
-def _to_numbers(frame, column, path, first_line, dtype, integer=True):
+def _line(lines, row: int) -> int:
+  """The file line of `row`: `lines` is the line of row 0 (rows one per line)
+  or an array of every row's first line (a quoted csv field may span lines)."""
+  return int(lines[row]) if np.ndim(lines) else lines + row
+
+
+def _to_numbers(frame, column, path, lines, dtype, integer=True):
   values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
   bad = values.isna().to_numpy()
   if integer and not bad.all():
@@ -220,27 +226,27 @@ def _to_numbers(frame, column, path, first_line, dtype, integer=True):
   if bad.any():
     row = int(np.argmax(bad))
     raise DataError(
-        f"{path}:{row + first_line}: {column} {frame[column].iloc[row]!r} is "
+        f"{path}:{_line(lines, row)}: {column} {frame[column].iloc[row]!r} is "
         f"not a{'n integer' if integer else ' number'}."
     )
   return values.to_numpy().astype(dtype)
 
 
-def _check_in(values, allowed, column, path, first_line):
+def _check_in(values, allowed, column, path, lines):
   bad = ~np.isin(values, allowed)
   if bad.any():
     row = int(np.argmax(bad))
     raise DataError(
-        f"{path}:{row + first_line}: {column} {values[row]!r} is not one of "
+        f"{path}:{_line(lines, row)}: {column} {values[row]!r} is not one of "
         f"{list(allowed)}."
     )
 
 
-def _check_unique(ids, column, path, first_line):
+def _check_unique(ids, column, path, lines):
   duplicated = pd.Series(ids).duplicated().to_numpy()
   if duplicated.any():
     row = int(np.argmax(duplicated))
-    raise DataError(f"{path}:{row + first_line}: duplicated {column} {ids[row]}.")
+    raise DataError(f"{path}:{_line(lines, row)}: duplicated {column} {ids[row]}.")
 
 
 def load_users(path: str) -> pd.DataFrame:
@@ -292,8 +298,9 @@ def _read_movies_csv(path: str) -> tuple:
   if not rows:
     raise DataError(f"{path}: no data lines.")
   frame = pd.DataFrame(rows, columns=list(names))
-  _check_not_empty(frame, path, 2)
-  return frame, np.asarray(starts)
+  starts = np.asarray(starts)
+  _check_not_empty(frame, path, starts)
+  return frame, starts
 
 
 def load_movies(path: str, release: releases.Release = releases.RELEASES[releases.DEFAULT]
@@ -307,17 +314,8 @@ def load_movies(path: str, release: releases.Release = releases.RELEASES[release
                               encoding=release.movies_encoding)
     lines = np.arange(len(frame)) + first
   # Row r of `frame` starts on line lines[r] (a quoted csv title may span lines).
-  ids = pd.to_numeric(frame["movie_id"].str.strip(), errors="coerce")
-  bad = ids.isna().to_numpy() | ~np.isclose(ids.fillna(0).to_numpy() % 1, 0)
-  if bad.any():
-    row = int(np.argmax(bad))
-    raise DataError(f"{path}:{lines[row]}: movie_id {frame['movie_id'].iloc[row]!r} is not "
-                    "an integer.")
-  movie_ids = ids.to_numpy().astype(np.int64)
-  duplicated = pd.Series(movie_ids).duplicated().to_numpy()
-  if duplicated.any():
-    row = int(np.argmax(duplicated))
-    raise DataError(f"{path}:{lines[row]}: duplicated movie_id {movie_ids[row]}.")
+  movie_ids = _to_numbers(frame, "movie_id", path, lines, np.int64)
+  _check_unique(movie_ids, "movie_id", path, lines)
   _check_genres(frame["genres"], path, lines, release)
   years = frame["title"].str.extract(_YEAR_PATTERN)[0]
   movies = pd.DataFrame({

@@ -79,15 +79,14 @@ def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
     raise ValueError(f"users {missing[:5]} have no ratings to "
                      f"{'solve from or to score' if scored is not None else 'solve from'}.")
   ordered = sorted(client_ids, key=rated.count)
-  cuts, first = [], None
+  starts = []
   for position, client_id in enumerate(ordered):
-    if first is None or position - cuts[-1] == users_per_group or (
+    if not starts or position - starts[-1] == users_per_group or (
         max_length_ratio is not None
-        and rated.count(client_id) > max_length_ratio * rated.count(first)):
-      cuts.append(position)
-      first = client_id
+        and rated.count(client_id) > max_length_ratio * rated.count(ordered[starts[-1]])):
+      starts.append(position)
   groups = []
-  for start, end in zip(cuts, cuts[1:] + [len(ordered)]):
+  for start, end in zip(starts, starts[1:] + [len(ordered)]):
     members = ordered[start:end]
     movies, ratings = rated.pad(members)
     group = collections.OrderedDict(movies=movies, ratings=ratings)

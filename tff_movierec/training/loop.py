@@ -209,12 +209,13 @@ def run_training(run: FederatedRun, config: LoopConfig, managers: ExperimentMana
     clients = run.sampler(round_num)
     values = {}
     if clients:
-      sent, received = tff_runtime.traffic()
+      sent_before, received_before = tff_runtime.traffic()
       output = worker_restarts.call(run.process.next, state,
                                     run.client_data_fn(clients, round_num))
+      sent, received = tff_runtime.traffic()
       values = round_metrics(output.metrics)
-      values["traffic/bytes_sent"] = tff_runtime.traffic()[0] - sent
-      values["traffic/bytes_received"] = tff_runtime.traffic()[1] - received
+      values["traffic/bytes_sent"] = sent - sent_before
+      values["traffic/bytes_received"] = received - received_before
       _check_finite(run, output.state, values, round_num)
       state = output.state
     seconds = time.time() - round_start
