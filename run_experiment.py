@@ -282,6 +282,16 @@ flags.DEFINE_list("workers", [],
 flags.DEFINE_integer("num_subrounds", None,
                      "Subrounds each round is split into across --workers (default: one per "
                      "worker).")
+flags.DEFINE_enum("client_data_source", "auto", ["auto", "controller", "workers"],
+                  "With --workers (movielens_recon): where the users' ratings (training and "
+                  "evaluation) come from. workers: each worker reads them from "
+                  "--worker_data_dir, so a round sends "
+                  "keys instead of ratings; controller: sent every round; auto: workers if every "
+                  "worker reads the folder, else controller.")
+flags.DEFINE_string("worker_data_dir", None,
+                    "With --workers: a folder at the same path on this machine and every "
+                    "worker (e.g. a shared filesystem) where the users' ratings are written "
+                    "once for the workers. Default: the experiment folder's worker_data/.")
 flags.DEFINE_float("worker_timeout_s", 60.0,
                    "With --workers: end the run, naming the worker, when one cannot be "
                    "reached for this long (resume later with the same command).")
@@ -313,7 +323,8 @@ _GROUPS = collections.OrderedDict([
     ("ease", ["ease_l2", "ease_dropout", "max_user_history"]),
     ("evaluation", ["rounds_per_eval", "baseline_epochs"]),
     ("output", ["root_output_dir", "rounds_per_checkpoint"]),
-    ("runtime", ["workers", "num_subrounds", "worker_timeout_s"]),
+    ("runtime", ["workers", "num_subrounds", "worker_timeout_s", "client_data_source",
+                 "worker_data_dir"]),
 ])
 _FLAG_NAMES = [name for group in _GROUPS.values() for name in group]
 
@@ -360,7 +371,8 @@ def task_hparams(task: TaskDefinition) -> Hparams:
   for name, value in task.defaults_for(FLAGS.use_synthetic_data, FLAGS.privacy).items():
     if not _given(name):
       FLAGS.set_default(name, value)
-  needs_workers = [f"--{name}" for name in ("num_subrounds", "worker_timeout_s")
+  needs_workers = [f"--{name}" for name in ("num_subrounds", "worker_timeout_s",
+                                            "client_data_source", "worker_data_dir")
                    if _given(name)]
   if needs_workers and not FLAGS.workers:
     raise FlagError(f"{', '.join(needs_workers)} without --workers: they only apply to "

@@ -14,7 +14,10 @@ memory is its own. From the timed rounds:
   seconds_per_round       the loop's speed/round_seconds
   ms_per_client           the same per sampled user (flat = linear cost)
   bytes_sent_per_round    gRPC bytes the controller sent to its worker(s)
-                          during process.next (traffic/bytes_sent)
+                          during process.next (traffic/bytes_sent); with
+                          two workers, --client_data_source says whether
+                          the users' ratings are among them (controller) or
+                          read by the workers from a store (workers)
   bytes_received_per_round  and received from them
   controller_peak_rss_gb  peak resident memory of the controller process
                           (loading, splitting, partitioning, training)
@@ -69,6 +72,11 @@ def _parse_args():
   parser.add_argument("--users_per_client_call", type=int, default=None,
                       help="users packed into one TFF client call (default: the task's, 64); "
                            "each call returns a dense movie-side gradient")
+  parser.add_argument("--client_data_source", default="auto",
+                      choices=("auto", "controller", "workers"),
+                      help="two_workers: the task's --client_data_source (workers: they read "
+                           "the users' ratings from a store the controller writes once under "
+                           "the run's folder; controller: sent every round)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--output", default="output/scale.jsonl",
                       help="JSON-lines file to append to")
@@ -131,6 +139,7 @@ def _one_run(args, users: int, runtime: str, clients_per_round: int) -> dict:
   try:
     if workers is not None:
       settings["workers"] = workers.addresses
+      settings["client_data_source"] = args.client_data_source
       worker_cpu = workers.cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="scale_") as root_output_dir:
       settings["root_output_dir"] = root_output_dir
@@ -161,6 +170,7 @@ def _one_run(args, users: int, runtime: str, clients_per_round: int) -> dict:
       "cpus": os.cpu_count(), "tff": tff.__version__}
   if workers is not None:
     record["workers_cpu_seconds"] = round(worker_cpu, 1)
+    record["client_data_source"] = args.client_data_source
   return record
 
 

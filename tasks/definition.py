@@ -27,6 +27,9 @@ LOOP = ("total_rounds", "rounds_per_eval", "rounds_per_checkpoint")
 # Read by every federated task: where its TFF computations run (see
 # tff_movierec.remote_workers; no workers: one local worker).
 RUNTIME = ("workers", "num_subrounds", "worker_timeout_s")
+# Read by the tasks whose clients' data the remote workers can build
+# themselves (movielens_recon): where it comes from, and the folder they read.
+RUNTIME_DATA = ("client_data_source", "worker_data_dir")
 # --privacy without a preset.
 NO_PRESET = "none"
 

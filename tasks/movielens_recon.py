@@ -15,18 +15,19 @@ one user per call.
 """
 
 import dataclasses
-from typing import Any, Mapping
+import os
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from tasks import common, cross_device
-from tasks.definition import TaskDefinition
+from tasks.definition import RUNTIME_DATA, TaskDefinition
 from tff_movierec import privacy
 from tff_movierec.data import features
 from tff_movierec.errors import ConfigError, require
 from tff_movierec.privacy import aggregators
-from tff_movierec.reconstruction import exact, holdout
-from tff_movierec.reconstruction.user_groups import UserRatings, pack
+from tff_movierec.reconstruction import exact, holdout, rating_store
+from tff_movierec.reconstruction.user_groups import UserRatings, pack, plan
 from tff_movierec.training.federated_run import FederatedRun, Report
 from tff_movierec.training.optimizers import OptimizerSpec
 from tff_movierec.training.sampling import ClientSampler
@@ -37,6 +38,8 @@ from tff_movierec.training.sampling import ClientSampler
 # per user from 6,040 to 162,541 users of the ML-25M shape, against 0.10-0.30
 # ms with 64); user_groups.pack bounds the padding of a large call.
 DEFAULT_USERS_PER_CLIENT_CALL = 512
+# Where the clients' training ratings come from with remote workers.
+CLIENT_DATA_SOURCES = ("auto", "controller", "workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,8 @@ class ExactReconConfigs:
   users_per_client_call: int
   eval_split: str
   public_features: bool
+  # With remote workers: the folder of `rating_store` (None: no store).
+  worker_data_dir: Optional[str]
 
 
 def configure(hp: Mapping[str, Any]) -> ExactReconConfigs:
@@ -66,8 +71,19 @@ def configure(hp: Mapping[str, Any]) -> ExactReconConfigs:
         "aggregator clips, quantizes or adds noise per client, so a client must hold one "
         "user (use users_per_client_call=1, the default with it).",
         ("users_per_client_call", "aggregator"))
+  source = hp["client_data_source"]
+  require(source in CLIENT_DATA_SOURCES, "client_data_source", source,
+          f"must be one of {CLIENT_DATA_SOURCES}.")
+  if source == "workers" and not hp["workers"]:
+    raise ConfigError("client_data_source='workers' without workers: only remote workers "
+                      "read the clients' data themselves.", ("client_data_source", "workers"))
+  worker_data_dir = None
+  if hp["workers"] and source != "controller":
+    worker_data_dir = hp["worker_data_dir"] or os.path.join(
+        hp["root_output_dir"], hp["experiment_name"] or TASK_NAME, "worker_data")
   return ExactReconConfigs(
       hparams=hp,
+      worker_data_dir=worker_data_dir,
       model=exact.ExactConfig(
           num_movies=1, embedding_dim=hp["embedding_dim"], user_l2=hp["user_l2"],
           item_l2=hp["item_l2"], implicit=hp["implicit_feedback"],
@@ -103,11 +119,19 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
   # The plain mean is the process's own weighted mean, which holds for any
   # number of users per call; every other aggregator gets one user per call.
   aggregator = None if spec.kind == "none" else privacy.build_aggregator(spec)
-  # Under DP the server receives the noised update only (no training errors).
-  process = exact.ExactReconstructionProcess(model, configs.server_optimizer.build(),
-                                             aggregator, public,
-                                             release_training_metrics=not spec.is_dp)
+  per_call = configs.users_per_client_call
   unseen_train, unseen_scored = UserRatings(split.unseen_train), UserRatings(split.unseen_test)
+  tables = {"train": train, "scored": scored}
+  if len(unseen_train):
+    tables.update(unseen_train=unseen_train, unseen_scored=unseen_scored)
+  store, data_note = _worker_store(configs, tables)
+  # Under DP the server receives the noised update only (no training errors).
+  process = exact.ExactReconstructionProcess(
+      model, configs.server_optimizer.build(), aggregator, public,
+      release_training_metrics=not spec.is_dp,
+      client_input=None if store is None else rating_store.group_builder(store.folder),
+      eval_client_input=(None if store is None
+                         else rating_store.scored_group_builder(store.folder)))
   # spec.clients_per_round: --clients_per_round with 0 resolved to every user.
   sampler = ClientSampler(train.client_ids, spec.clients_per_round, hp["client_sampling"],
                           seed)
@@ -115,39 +139,68 @@ def build(configs: ExactReconConfigs) -> FederatedRun:
   periodic_ids = cross_device.subset(scored.client_ids, hp["eval_clients"], rng)
   final_ids = cross_device.subset(scored.client_ids, hp["final_eval_clients"], rng)
   unseen_ids = cross_device.subset(unseen_scored.client_ids, hp["final_eval_clients"], rng)
-  per_call = configs.users_per_client_call
+
+  def client_data(client_ids, round_num):
+    if store is None:
+      return pack(train, client_ids, per_call)
+    return [store.keys("train", members) for members in plan(train, client_ids, per_call)]
+
+  def eval_data(rated: str, scored_table: str, client_ids):
+    """The evaluation groups (or their keys) of `client_ids`, solved from the
+    table `rated`, scoring the table `scored_table`."""
+    if store is None:
+      return pack(tables[rated], client_ids, per_call, tables[scored_table])
+    return [store.scored_keys(rated, scored_table, members)
+            for members in plan(tables[rated], client_ids, per_call, tables[scored_table])]
 
   def evaluate(weights, groups, num_clients: int) -> dict:
     return {**process.evaluate(weights, groups), "num_clients": float(num_clients)}
 
   # The same users at every periodic evaluation: packed once.
-  periodic_groups = pack(train, periodic_ids, per_call, scored)
+  periodic_groups = eval_data("train", "scored", periodic_ids)
 
   def evaluate_fn(state, round_num):
     return evaluate(process.get_model_weights(state), periodic_groups, len(periodic_ids))
 
   def report(state, output_dir: str) -> Report:
     weights = process.get_model_weights(state)
-    rows = {"seen": evaluate(weights, pack(train, final_ids, per_call, scored),
-                             len(final_ids))}
+    rows = {"seen": evaluate(weights, eval_data("train", "scored", final_ids), len(final_ids))}
     if unseen_ids:
-      rows["unseen"] = evaluate(
-          weights, pack(unseen_train, unseen_ids, per_call, unseen_scored), len(unseen_ids))
+      rows["unseen"] = evaluate(weights, eval_data("unseen_train", "unseen_scored", unseen_ids),
+                                len(unseen_ids))
     return cross_device.final_report(rows, output_dir, configs.eval_split)
 
   return FederatedRun(
       process=process,
       initial_state_fn=lambda: process.initialize(seed),
       sampler=sampler,
-      client_data_fn=lambda client_ids, round_num: pack(train, client_ids, per_call),
+      client_data_fn=client_data,
       evaluate_fn=evaluate_fn,
       report_fn=report,
       dp=dp,
       loss_bound=common.RATING_LOSS_BOUND,
       divergence_hint=common.learning_rates(hp, ("server",)),
       description=(f"MovieLens exact reconstruction: {split.describe(hp['test_fraction'])}, "
-                   f"{per_call} users per client call"),
+                   f"{per_call} users per client call{data_note}"),
       key_metric="rmse")
+
+
+def _worker_store(configs: ExactReconConfigs, tables):
+  """(the store the workers read the users' ratings from, or None; a note
+  for the run's description)."""
+  if configs.worker_data_dir is None:
+    return None, ""
+  store = rating_store.write(configs.worker_data_dir, tables)
+  problems = rating_store.unreadable_by_workers(store)
+  if not problems:
+    return store, f"; the workers read the users' ratings from {store.folder}"
+  if configs.hparams["client_data_source"] == "workers":
+    raise ConfigError(
+        "client_data_source='workers', but not every worker reads the store of the "
+        f"users' ratings: {'; '.join(problems)}. Give a folder they all see at the same "
+        "path (--worker_data_dir), or let the controller send the data.",
+        ("client_data_source", "worker_data_dir"))
+  return None, f"; the controller sends the users' ratings ({'; '.join(problems)})"
 
 
 # --privacy=user_dp: user-level DP (with --target_epsilon or --noise_multiplier)
@@ -165,13 +218,14 @@ USER_DP_PRESET = {
     "implicit_feedback": False, "public_movie_features": True, "movie_bias_feature": True,
 }
 
+TASK_NAME = "movielens_recon"
 TASK = TaskDefinition(
-    name="movielens_recon",
+    name=TASK_NAME,
     summary=("cross-device matrix factorization, one client per user; each user's factors "
              "are solved exactly on its device and never leave it"),
     reads=(cross_device.READS + ("user_l2", "item_l2", "implicit_feedback",
                                  "public_movie_features", "movie_bias_feature",
-                                 "users_per_client_call") + common.SERVER_OPTIMIZER
+                                 "users_per_client_call") + RUNTIME_DATA + common.SERVER_OPTIMIZER
            + common.PRIVACY),
     configure=configure,
     build=build,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from tasks.definition import RUNTIME, Hparams, TaskDefinition
+from tasks.definition import RUNTIME, RUNTIME_DATA, Hparams, TaskDefinition
 from tff_movierec import remote_workers, tff_runtime
 from tff_movierec.reporting import plots
 from tff_movierec.training import loop, managers, tensorboard
@@ -23,7 +23,7 @@ from tff_movierec.training.federated_run import FederatedRun, Report
 # Settings that may change when a checkpointed run is started again (not
 # total_rounds with target_epsilon: the noise was calibrated to the rounds).
 # Where the computations run may change too (e.g. resume on other workers).
-EXTENDABLE = ("total_rounds", "root_output_dir") + RUNTIME
+EXTENDABLE = ("total_rounds", "root_output_dir") + RUNTIME + RUNTIME_DATA
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,12 +6,15 @@ import os
 import pytest
 
 import numpy as np
+import pandas as pd
 
 from tff_movierec import eda
-from tff_movierec.data import features
+from tff_movierec.data import features, releases
 from tff_movierec.data.movielens import GENRES
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.synthetic import write_synthetic_movielens
+# The releases' exact file formats and the command-line runner (a fixture too).
+from test_releases import _run, _small_ml20m, parsed_flags, write_release  # noqa: F401
 
 # 3 users, 4 movies (movie 40 unrated), 5 ratings without timestamps.
 USERS = "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::16::55117\n"
@@ -141,3 +144,95 @@ def test_client_mix_counts_each_clients_ratings_and_genre_shares(tiny):
   genres = features.genre_multi_hot(tiny)[tiny.ratings["movie"].to_numpy()][clients == 0]
   np.testing.assert_allclose(share.loc["0"].to_numpy(), genres.sum(0) / genres.sum())
   assert list(share.columns) == list(GENRES)
+
+
+def test_plotted_clients_keep_few_and_spread_many():
+  few = pd.Series([5, 1, 3], index=["0", "1", "2"])
+  assert eda.plotted_clients(few, limit=3) is few
+  many = pd.Series(np.arange(10) * 7 % 10, index=[str(k) for k in range(10)])
+  shown = eda.plotted_clients(many, limit=4)
+  # Ranks 0, 3, 6, 9 of ratings 9..0, most active first.
+  assert list(shown.items()) == [("7", 9), ("8", 6), ("9", 3), ("0", 0)]
+
+
+def test_report_says_when_it_draws_only_some_clients(tiny, tmp_path, monkeypatch):
+  monkeypatch.setattr(eda, "MAX_PLOTTED_CLIENTS", 2)
+  natural = eda.client_mix(tiny, np.arange(tiny.num_users))
+  eda.write_report(eda.summarize(tiny), str(tmp_path), natural)
+  assert ("client_partition.png shows 2 of the 3 clients, evenly spaced in rank by ratings"
+          in (tmp_path / "summary.md").read_text())
+
+
+# Releases without demographics (ML-10M on), in their exact formats (test_releases' helpers).
+
+@pytest.mark.parametrize("dataset", ["ml-10m", "ml-20m"])
+def test_report_of_a_release_without_demographics(tmp_path, dataset):
+  data = load_movielens(write_release(tmp_path / dataset, dataset), dataset=dataset)
+  summary = eda.summarize(data)
+  assert not summary["has_demographics"] and summary["demographics"] == {}
+  assert summary["dataset"] == dataset and summary["ratings"] == 4
+  # ML-10M: 5, 3.5, 0.5, 4; ML-20M: 3.5, 5.0, 0.5, 4.0.
+  assert summary["rating_histogram"] == {"0.5": 1, "3.5": 1, "4": 1, "5": 1}
+  assert len(summary["genres"]) == 19
+  imax = next(g for g in summary["genres"] if g["genre"] == "IMAX")
+  assert imax["movies"] == 1
+  assert eda.run_eda(str(tmp_path / dataset), str(tmp_path / "out"), dataset=dataset) == summary
+  names = os.listdir(tmp_path / "out")
+  assert "demographics.png" not in names and "rating_distribution.png" in names
+  markdown = (tmp_path / "out" / "summary.md").read_text()
+  title = releases.RELEASES[dataset].title
+  assert f"demographics: none in {title} (no users file)" in markdown
+  assert f"{title} (--dataset={dataset}) has no demographics" in markdown
+  assert "Users by" not in markdown and "| 0.5 | 1 | 25.00% |" in markdown
+
+
+def test_client_mix_uses_the_releases_genres(tmp_path):
+  data = load_movielens(write_release(tmp_path / "ml-20m", "ml-20m"), dataset="ml-20m")
+  counts, share = eda.client_mix(data, np.zeros(data.num_users, np.int32))
+  assert counts.to_dict() == {"0": 4}
+  assert list(share.columns) == list(releases.LATER_GENRES)
+  # Genre-tagged ratings: Comedy|Drama|Romance, Adventure|...|Fantasy (5), IMAX;
+  # movie 131262 lists no genres.
+  assert share.loc["0", "IMAX"] == pytest.approx(1 / 9)
+
+
+@pytest.mark.parametrize("partition, extra", [
+    ("dirichlet", {"num_clients": 3}), ("iid", {"num_clients": 3}), ("natural", {})])
+def test_eda_task_on_ml20m_format(tmp_path, capsys, parsed_flags, partition, extra):
+  code, err = _run(tmp_path, capsys, task="eda", dataset="ml-20m", partition=partition,
+                   data_dir=_small_ml20m(tmp_path / "ml-20m"), **extra)
+  assert code is None, err
+  out = tmp_path / "out" / "eda"
+  markdown = (out / "summary.md").read_text()
+  assert markdown.startswith("# MovieLens-20M EDA")
+  assert "ratings: 120\n" in markdown and "## Activity quantiles" in markdown
+  assert "MovieLens-20M (--dataset=ml-20m) has no demographics" in markdown
+  assert "![client_partition](client_partition.png)" in markdown
+  assert not (out / "demographics.png").exists()
+  # 12 users: even the natural partition's clients are all drawn.
+  assert "client_partition.png shows" not in markdown
+  with open(out / "eda_summary.json") as f:
+    histogram = json.load(f)["rating_histogram"]
+  assert sum(histogram.values()) == 120 and any("." in stars for stars in histogram)
+
+
+def test_eda_task_on_ml10m_format(tmp_path, capsys, parsed_flags):
+  code, err = _run(tmp_path, capsys, task="eda", dataset="ml-10m", num_clients=2,
+                   data_dir=write_release(tmp_path / "ml-10m", "ml-10m"))
+  assert code is None, err
+  markdown = (tmp_path / "out" / "eda" / "summary.md").read_text()
+  assert "rating histogram (0.5 / 3.5 / 4 / 5 stars): 1 / 1 / 1 / 1" in markdown
+  assert "MovieLens-10M (--dataset=ml-10m) has no demographics" in markdown
+
+
+@pytest.mark.parametrize("dataset", ["ml-10m", "ml-20m"])
+def test_demographic_partition_is_refused_without_demographics(tmp_path, capsys,
+                                                               parsed_flags, dataset):
+  code, err = _run(tmp_path, capsys, task="eda", dataset=dataset, partition="demographic",
+                   data_dir=write_release(tmp_path / dataset, dataset))
+  assert code == 2, err
+  title = releases.RELEASES[dataset].title
+  assert f"--dataset={dataset}: {title} has no demographics" in err, err
+  assert "--partition='demographic' (by age) needs them" in err, err
+  assert "Use --dataset=ml-1m, or another --partition." in err, err
+  assert not (tmp_path / "out" / "eda").exists()

@@ -194,7 +194,7 @@ def _hparams(**overrides):
                 server_learning_rate=0.01, server_momentum=0.0, server_beta_1=0.9,
                 server_beta_2=0.999,
                 server_lr_decay_rounds=0, aggregator="none", client_weighting="num_examples",
-                seed=0)
+                seed=0, client_data_source="auto")
   values.update(overrides)
   return Hparams("movielens_recon", values)
 

@@ -353,7 +353,7 @@ def _run(tmp_path, capsys, **values):
 @pytest.mark.parametrize("task, extra, fragment", [
     ("movielens_rating", {}, "or leave it out with --drop_features=demographics"),
     ("movielens_ease", {"partition": "demographic"}, "or another --partition"),
-    ("eda", {}, "the EDA summary"),
+    ("eda", {"partition": "demographic"}, "or another --partition"),
 ])
 def test_tasks_needing_demographics_fail_before_loading(tmp_path, capsys, parsed_flags, task,
                                                         extra, fragment):

@@ -1,5 +1,7 @@
 """--workers: TFF's mergeable context over two workers on 127.0.0.1 gives the
-local context's metrics, also with the secure aggregator; a worker that dies
+local context's metrics, also with the secure aggregator, whether the workers
+read movielens_recon's ratings from the store the controller wrote or the
+controller sends them (also when a worker cannot read the store); a worker that dies
 ends the run within --worker_timeout_s with an error naming it, and the run
 resumes from its checkpoint once the worker is back.
 
@@ -32,6 +34,7 @@ import run_experiment
 from tasks import runner
 from tff_movierec import remote_workers, tff_runtime, worker
 from tff_movierec.errors import ConfigError
+from tff_movierec.reconstruction import rating_store, user_groups
 
 FLAGS = flags.FLAGS
 _START_TIMEOUT_S = 90
@@ -132,6 +135,55 @@ def test_two_workers_give_the_local_metrics(workers, tmp_path, task, aggregator)
   _assert_same_metrics(local, remote)
   assert (remote["traffic/bytes_sent"] > 0).all()
   assert (remote["traffic/bytes_received"] > 0).all()
+  if task == "movielens_recon":  # The workers read the users' ratings (same machine).
+    assert (tmp_path / "remote" / task / "worker_data" / rating_store.MANIFEST).exists()
+
+
+def test_ratings_read_by_the_workers_or_sent_by_the_controller_agree(workers, tmp_path,
+                                                                      capsys, monkeypatch):
+  addresses = [w.address for w in workers]
+  sent = _run(tmp_path / "sent", "movielens_recon", workers=addresses,
+              client_data_source="controller")
+  assert not (tmp_path / "sent" / "movielens_recon" / "worker_data").exists()
+  store = tmp_path / "store"
+  read = _run(tmp_path / "read", "movielens_recon", workers=addresses,
+              client_data_source="workers", worker_data_dir=str(store))
+  _assert_same_metrics(sent, read)
+  assert f"the workers read the users' ratings from {store}" in capsys.readouterr().out
+  assert (store / rating_store.MANIFEST).exists()
+
+  # A worker that cannot read the store: auto sends the ratings, workers ends the run.
+  problem = f"{workers[0].address}: cannot read /elsewhere/manifest.json (not found)"
+  monkeypatch.setattr(rating_store, "unreadable_by_workers", lambda store: [problem])
+  fallback = _run(tmp_path / "auto", "movielens_recon", workers=addresses)
+  _assert_same_metrics(sent, fallback)
+  assert f"the controller sends the users' ratings ({problem})" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    _run(tmp_path / "required", "movielens_recon", workers=addresses,
+         client_data_source="workers")
+  error = capsys.readouterr().err
+  assert problem in error and "--worker_data_dir" in error
+  assert not (tmp_path / "required" / "movielens_recon" / "metrics.csv").exists()
+
+
+def test_the_workers_say_when_they_cannot_read_the_store(workers, tmp_path):
+  written = rating_store.write(str(tmp_path / "store"), {"train": user_groups.UserRatings(
+      pd.DataFrame({"user": [0, 0, 1], "movie": [1, 2, 3], "rating": [4.0, 3.5, 5.0]}))})
+  elsewhere = rating_store.RatingStore(str(tmp_path / "nowhere"), written.manifest, {})
+  other = rating_store.RatingStore(written.folder, written.manifest + " ", {})
+  tff_runtime.use_workers(remote_workers.WorkerSettings(tuple(w.address for w in workers)))
+  try:
+    tff_runtime.install()
+    assert rating_store.unreadable_by_workers(written) == []
+    missing = rating_store.unreadable_by_workers(elsewhere)
+    changed = rating_store.unreadable_by_workers(other)
+  finally:
+    tff_runtime.use_workers(None)
+    tff_runtime.install()
+  path = os.path.join(elsewhere.folder, rating_store.MANIFEST)
+  assert [p.split(": ")[0] for p in missing] == [w.address for w in workers]
+  assert all(f"cannot read {path}" in problem for problem in missing)
+  assert all("is not the file written here" in problem for problem in changed)
 
 
 def test_more_subrounds_than_workers(workers, tmp_path):
@@ -219,11 +271,20 @@ def test_worker_settings_refuse_bad_numbers():
     remote_workers.WorkerSettings(("127.0.0.1:80",), timeout_s=0)
 
 
-@pytest.mark.parametrize("flag", [dict(num_subrounds=2), dict(worker_timeout_s=5.0)])
+@pytest.mark.parametrize("flag", [dict(num_subrounds=2), dict(worker_timeout_s=5.0),
+                                  dict(client_data_source="controller"),
+                                  dict(worker_data_dir="/tmp/shared")])
 def test_worker_flags_need_workers(tmp_path, capsys, flag):
   with pytest.raises(SystemExit):
     _run(tmp_path, "movielens_recon", **flag)
   assert "without --workers" in capsys.readouterr().err
+
+
+def test_tasks_that_send_their_clients_data_refuse_the_worker_data_flags(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    _run(tmp_path, "movielens_rating", workers=["127.0.0.1:8000"],
+         worker_data_dir=str(tmp_path))
+  assert "--worker_data_dir is not read by --task=movielens_rating" in capsys.readouterr().err
 
 
 def test_standalone_tasks_refuse_workers(tmp_path, capsys):

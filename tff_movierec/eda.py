@@ -4,9 +4,15 @@
 `write_report`s Markdown, JSON and PNG plots, and `headline` renders the figures
 a reader checks first (counts with thousands separators).
 
+Every MovieLens release is summarized; what a release lacks is left out and
+said so: without demographics (no users file, ML-10M on) there are no gender,
+age and occupation tallies nor demographics.png; ratings are half stars from
+ML-10M on, and the genres are the release's own (`MovieLens.genre_names`).
+
 Counting conventions:
-  users, movies      rows of users.dat / movies.dat (3,883 movies in ML-1M,
-                     including 177 that nobody rated).
+  users, movies      rows of users.dat / the movies file (3,883 movies in
+                     ML-1M, including 177 that nobody rated); without a
+                     users file, the distinct users of the ratings.
   rated movies       movies with at least one rating; active users likewise.
   sparsity           1 - ratings / (active users * rated movies), in percent.
   genre popularity   a rating counts once for every genre of its movie.
@@ -22,11 +28,10 @@ import numpy as np
 import matplotlib.ticker
 import pandas as pd
 
-from tff_movierec.data import features
+from tff_movierec.data import features, releases
 from tff_movierec.reporting import plots
-from tff_movierec.data.movielens import (AGE_LABELS, GENDERS, GENRES,
-                                         OCCUPATIONS, MovieLens,
-                                         load_movielens)
+from tff_movierec.data.movielens import (AGE_LABELS, GENDERS, OCCUPATIONS,
+                                         MovieLens, load_movielens)
 
 QUANTILES = (
     ("min", 0.0), ("25%", 0.25), ("50%", 0.5), ("75%", 0.75), ("90%", 0.9),
@@ -38,6 +43,9 @@ RATING_PLOT = "rating_distribution.png"
 GENRE_PLOT = "genre_popularity.png"
 LONG_TAIL_PLOT = "user_activity_long_tail.png"
 DEMOGRAPHICS_PLOT = "demographics.png"
+# client_partition.png draws at most this many clients (a natural partition
+# has one per user: 6,040 on ML-1M, 162,541 on ML-25M).
+MAX_PLOTTED_CLIENTS = 25
 
 
 def _quantiles(counts: np.ndarray) -> dict:
@@ -54,14 +62,18 @@ def summarize(data: MovieLens) -> dict:
   """Summary statistics of `data`; every value is JSON-serialisable.
 
   Returns:
-    A dict with keys `ratings_file`, `users`, `active_users`, `movies`,
-    `rated_movies`, `ratings`, `sparsity_percent`, `mean_rating`,
-    `rating_histogram` ({"1": count, ...}), `genres` (list of {genre, ratings,
-    movies}, by ratings then movies, descending), `ratings_per_user` and `ratings_per_movie`
-    ({"min", "25%", ..., "max"}), `demographics` ({"gender"|"age"|"occupation":
-    {label: users}}), `has_timestamps`, `missing_features`, `time_range`
-    ([first, last] ISO dates, or None) and `user_activity` (ratings per active
-    user, descending: the long-tail curve).
+    A dict with keys `ratings_file`, `dataset` (the --dataset name, e.g.
+    "ml-20m"), `release` (e.g. "MovieLens-20M"), `users`, `active_users`,
+    `movies`, `rated_movies`, `ratings`, `sparsity_percent`, `mean_rating`,
+    `rating_histogram` ({"1": count, ...; "0.5", "1.5", ... from ML-10M on},
+    ratings that occur, ascending), `genres` (list of {genre, ratings,
+    movies} over the release's genres, by ratings then movies, descending),
+    `ratings_per_user` and `ratings_per_movie` ({"min", "25%", ..., "max"}),
+    `has_demographics`, `demographics` ({"gender"|"age"|"occupation":
+    {label: users}}; {} without demographics), `has_timestamps`,
+    `missing_features`, `time_range` ([first, last] ISO dates, or None) and
+    `user_activity` (ratings per active user, descending: the long-tail
+    curve).
   """
   ratings = data.ratings
   per_user = np.bincount(ratings["user"].to_numpy(), minlength=data.num_users)
@@ -75,7 +87,7 @@ def summarize(data: MovieLens) -> dict:
   ratings_per_genre = per_movie @ genre_matrix
   movies_per_genre = genre_matrix.sum(axis=0)
   genres = [
-      {"genre": GENRES[g], "ratings": int(ratings_per_genre[g]),
+      {"genre": data.genre_names[g], "ratings": int(ratings_per_genre[g]),
        "movies": int(movies_per_genre[g])}
       for g in np.lexsort((-movies_per_genre, -ratings_per_genre))
   ]
@@ -93,6 +105,8 @@ def summarize(data: MovieLens) -> dict:
     ]
   return {
       "ratings_file": data.ratings_path,
+      "dataset": data.release.name,
+      "release": data.release.title,
       "users": data.num_users,
       "active_users": len(active_users),
       "movies": data.num_movies,
@@ -106,11 +120,12 @@ def summarize(data: MovieLens) -> dict:
       "genres": genres,
       "ratings_per_user": _quantiles(active_users),
       "ratings_per_movie": _quantiles(rated_movies),
+      "has_demographics": data.has_demographics,
       "demographics": {
           "gender": user_counts("gender", GENDERS),
           "age": user_counts("age", AGE_LABELS),
           "occupation": user_counts("occupation", OCCUPATIONS),
-      },
+      } if data.has_demographics else {},
       "has_timestamps": data.has_timestamps,
       "missing_features": list(data.missing_features()),
       "time_range": time_range,
@@ -137,7 +152,7 @@ def headline(summary: dict) -> str:
   else:
     time_line = ("timestamps: absent; unavailable: "
                  + ", ".join(summary["missing_features"]))
-  return "\n".join([
+  lines = [
       f"MovieLens summary of {summary['ratings_file']}",
       f"ratings: {summary['ratings']:,}",
       f"users: {summary['users']:,} ({summary['active_users']:,} with ratings)",
@@ -150,7 +165,18 @@ def headline(summary: dict) -> str:
       f"ratings per user: {_quantile_text(summary['ratings_per_user'])}",
       f"ratings per movie: {_quantile_text(summary['ratings_per_movie'])}",
       time_line,
-  ])
+  ]
+  if not summary["has_demographics"]:
+    lines.append(f"demographics: none in {summary['release']} (no users file)")
+  return "\n".join(lines)
+
+
+def _no_demographics(summary: dict) -> str:
+  """Why a release without demographics has no demographic tallies."""
+  with_users = " and ".join(r.name for r in releases.RELEASES.values() if r.has_demographics)
+  return (f"{summary['release']} (--dataset={summary['dataset']}) has no demographics (no "
+          f"users file; gender, age and occupation exist in {with_users} only), so they "
+          "are not tallied.")
 
 
 def _table(header: List[str], rows: List[list]) -> List[str]:
@@ -162,9 +188,11 @@ def _table(header: List[str], rows: List[list]) -> List[str]:
   return lines + [""]
 
 
-def _markdown(summary: dict, images: List[str]) -> str:
-  lines = ["# MovieLens EDA", "", "```", headline(summary), "```", ""]
+def _markdown(summary: dict, images: List[str], clients_note: str = "") -> str:
+  lines = [f"# {summary['release']} EDA", "", "```", headline(summary), "```", ""]
   lines += [f"![{os.path.splitext(name)[0]}]({name})" for name in images] + [""]
+  if clients_note:
+    lines += [clients_note, ""]
   lines += ["## Rating histogram", ""]
   lines += _table(["rating", "ratings", "share"], [
       [stars, n, f"{100 * n / summary['ratings']:.2f}%"]
@@ -177,6 +205,8 @@ def _markdown(summary: dict, images: List[str]) -> str:
   lines += _table(["", *summary["ratings_per_user"]], [
       ["ratings per user", *summary["ratings_per_user"].values()],
       ["ratings per movie", *summary["ratings_per_movie"].values()]])
+  if not summary["has_demographics"]:
+    lines += ["## Demographics", "", _no_demographics(summary), ""]
   for attribute, tally in summary["demographics"].items():
     lines += [f"## Users by {attribute}", ""]
     lines += _table([attribute, "users"], [[k, v] for k, v in tally.items()])
@@ -191,12 +221,14 @@ def _thousands(axis, max_ticks: int = 6) -> None:
 
 
 def _plot_ratings(summary: dict, path: str) -> None:
-  figure = plots.new_figure(6.4, 4.2)
-  axes = figure.add_subplot()
   stars = list(summary["rating_histogram"])
   counts = list(summary["rating_histogram"].values())
+  half_stars = len(stars) > 5  # ten bars from ML-10M on: wider, smaller labels
+  figure = plots.new_figure(8.4 if half_stars else 6.4, 4.2)
+  axes = figure.add_subplot()
   bars = axes.bar(stars, counts, color="tab:blue")
-  axes.bar_label(bars, labels=[f"{n:,}" for n in counts], padding=2)
+  axes.bar_label(bars, labels=[f"{n:,}" for n in counts], padding=2,
+                 fontsize="x-small" if half_stars else None)
   axes.set_title(f"Rating distribution ({summary['ratings']:,} ratings, "
                  f"mean {summary['mean_rating']:.2f})")
   axes.set_xlabel("rating (stars)")
@@ -272,7 +304,8 @@ def client_mix(data: MovieLens, user_to_client: np.ndarray
 
   Returns:
     (ratings per client, indexed by client id "0".."K-1"; each client's share
-    of ratings per genre, one column per genre, rows summing to 1 — a rating
+    of ratings per genre, one column per genre of the release, rows summing
+    to 1 (or 0 for a client without genre-tagged ratings) — a rating
     counts once for each genre of its movie, as in genre popularity).
   """
   clients = user_to_client[data.ratings["user"].to_numpy()]
@@ -284,7 +317,18 @@ def client_mix(data: MovieLens, user_to_client: np.ndarray
   np.add.at(per_genre, clients, genres)
   totals = per_genre.sum(axis=1, keepdims=True)
   share = np.divide(per_genre, totals, out=np.zeros_like(per_genre), where=totals > 0)
-  return counts, pd.DataFrame(share, index=ids, columns=list(GENRES))
+  return counts, pd.DataFrame(share, index=ids, columns=list(data.genre_names))
+
+
+def plotted_clients(counts: pd.Series, limit: int) -> pd.Series:
+  """At most `limit` of the clients' rating counts `counts` (indexed by
+  client id): all of them if there are few enough, else clients evenly
+  spaced in rank by ratings, from the most to the least active (in that
+  order)."""
+  if len(counts) <= limit:
+    return counts
+  ranked = counts.sort_values(ascending=False, kind="stable")
+  return ranked.iloc[np.linspace(0, len(ranked) - 1, limit).round().astype(int)]
 
 
 def write_report(summary: dict, output_dir: str,
@@ -298,8 +342,9 @@ def write_report(summary: dict, output_dir: str,
 
   Returns:
     The paths written: summary.md, eda_summary.json, rating_distribution.png,
-    genre_popularity.png, user_activity_long_tail.png, demographics.png
-    (and client_partition.png).
+    genre_popularity.png, user_activity_long_tail.png, demographics.png (with
+    demographics only) and client_partition.png (with `partition`; at most
+    MAX_PLOTTED_CLIENTS clients, see `plotted_clients`, said in summary.md).
   """
   os.makedirs(output_dir, exist_ok=True)
   paths = []
@@ -312,18 +357,27 @@ def write_report(summary: dict, output_dir: str,
   _plot_ratings(summary, target(RATING_PLOT))
   _plot_genres(summary, target(GENRE_PLOT))
   _plot_long_tail(summary, target(LONG_TAIL_PLOT))
-  _plot_demographics(summary, target(DEMOGRAPHICS_PLOT))
+  if summary["has_demographics"]:
+    _plot_demographics(summary, target(DEMOGRAPHICS_PLOT))
+  clients_note = ""
   if partition is not None:
-    plots.client_partition(*partition, target(plots.CLIENT_PARTITION))
+    counts, share = partition
+    shown = plotted_clients(counts, MAX_PLOTTED_CLIENTS)
+    plots.client_partition(shown, share, target(plots.CLIENT_PARTITION))
+    if len(shown) < len(counts):
+      clients_note = (f"client_partition.png shows {len(shown)} of the {len(counts):,} "
+                      "clients, evenly spaced in rank by ratings (from the most to the "
+                      "least active).")
   with open(markdown_path, "w", encoding="utf-8") as f:
-    f.write(_markdown(summary, [os.path.basename(p) for p in paths[2:]]))
+    f.write(_markdown(summary, [os.path.basename(p) for p in paths[2:]], clients_note))
   with open(json_path, "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=1)
   return paths
 
 
 def run_eda(
-    data_dir: Optional[str], output_dir: str, ratings_path: Optional[str] = None
+    data_dir: Optional[str], output_dir: str, ratings_path: Optional[str] = None,
+    dataset: str = releases.DEFAULT,
 ) -> dict:
   """Loads MovieLens, writes the EDA report into `output_dir`, returns summary.
 
@@ -331,7 +385,8 @@ def run_eda(
     data_dir: folder with the MovieLens files (None: the download cache).
     output_dir: where the report files go (created if needed).
     ratings_path: optional ratings file replacing the folder's own.
+    dataset: the release (a key of `releases.RELEASES`).
   """
-  summary = summarize(load_movielens(data_dir, ratings_path))
+  summary = summarize(load_movielens(data_dir, ratings_path, dataset))
   write_report(summary, output_dir)
   return summary

@@ -28,10 +28,11 @@ on a private network, or reach them through SSH tunnels (README, "Running on
 several machines").
 """
 
+import asyncio
 import dataclasses
 import threading
 import time
-from typing import Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import grpc
 import tensorflow_federated as tff
@@ -204,3 +205,20 @@ def make_context(connections: Sequence[Connection], settings: WorkerSettings,
       compiler_fn=(_compile_with_secure_sums_in_clear if secure_intrinsics
                    else tff.backends.native.compile_to_mergeable_comp_form),
       num_subrounds=settings.num_subrounds)
+
+
+def invoke_on_each(connections: Sequence[Connection], timeout_s: float,
+                   comp: tff.Computation) -> List[Tuple[str, Any]]:
+  """Runs the argument-less `comp` on every worker by itself: [(address,
+  its result, or the exception it raised)], e.g. to ask each worker what
+  it can read."""
+  outcomes = []
+  for connection in connections:
+    try:
+      outcomes.append((connection.address,
+                       asyncio.run(_async_context(connection, timeout_s).invoke(comp, None))))
+    except WorkerUnreachableError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      outcomes.append((connection.address, error))
+  return outcomes

@@ -107,6 +107,7 @@ _install_settings: dict = {}
 _traffic = remote_workers.Traffic()
 _remote_settings: Optional[remote_workers.WorkerSettings] = None
 _remote_connections: list = []
+_CHANNEL_POLL_S = 0.3
 
 
 class WorkerDiedError(RuntimeError):
@@ -125,6 +126,11 @@ def use_workers(settings: Optional[remote_workers.WorkerSettings]) -> None:
   global _remote_settings, _remote_connections
   with _lock:
     if settings != _remote_settings:
+      if _remote_connections:
+        # After a readiness check gRPC polls a channel's connectivity for up
+        # to 0.2 s more; closing the channel during that poll makes the
+        # polling thread raise (a traceback on stderr).
+        time.sleep(_CHANNEL_POLL_S)
       for connection in _remote_connections:
         connection.channel.close()
       _remote_connections = []
@@ -132,6 +138,18 @@ def use_workers(settings: Optional[remote_workers.WorkerSettings]) -> None:
                     tff.framework.MergeableCompExecutionContext):
         tff.framework.set_default_context(_StoppedContext())
     _remote_settings = settings
+
+
+def run_on_each_worker(comp) -> Optional[list]:
+  """[(host:port, result or exception)] of the argument-less `comp` run on
+  every remote worker (`remote_workers.invoke_on_each`); None without remote
+  workers. Call after `install`."""
+  with _lock:
+    if _remote_settings is None:
+      return None
+    if not _remote_connections:
+      raise RuntimeError("run_on_each_worker: install() first.")
+    return remote_workers.invoke_on_each(_remote_connections, _remote_settings.timeout_s, comp)
 
 
 def worker_binary_path() -> str:

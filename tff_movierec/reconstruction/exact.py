@@ -260,21 +260,36 @@ def score_users(config: ExactConfig, weights: Sequence[tf.Tensor],
   return _error_sums(group["score_ratings"] - predictions, scored.mask)
 
 
+def _input_type(builder: Optional[tff.Computation], group_type: tff.Type) -> tff.Type:
+  """What a client receives: its group, or the input `builder` makes it from."""
+  if builder is None:
+    return group_type
+  built = builder.type_signature.result
+  if not group_type.is_assignable_from(built):
+    raise TypeError(f"a client input computation returns {built}, not a group {group_type}.")
+  return builder.type_signature.parameter
+
+
 class ExactReconstructionProcess:
   """Training (`initialize`, `next`) and evaluation (`evaluate`) computations.
 
   State: <model=ModelWeights, optimizer=server optimizer state,
   aggregator=aggregation process state>@SERVER.
   next: (<state@SERVER, {group}@CLIENTS> -> <state@SERVER, sums@SERVER>),
-  `group` as in `group_spec(scored=False)`, sums of the training fit.
+  `group` as in `group_spec(scored=False)`, sums of the training fit; with
+  `client_input`, (<state@SERVER, {input}@CLIENTS> -> ...), each client
+  building its group from its input first (e.g. `rating_store.group_builder`:
+  a key block -> the users' ratings, read where the client work runs).
   evaluate: (<ModelWeights@SERVER, {group}@CLIENTS> -> sums@SERVER), `group`
-  as in `group_spec(scored=True)`.
+  as in `group_spec(scored=True)` (with `eval_client_input`, its input).
   """
 
   def __init__(self, config: ExactConfig, server_optimizer: tff.learning.optimizers.Optimizer,
                model_aggregator: Optional[tff.aggregators.AggregationFactory] = None,
                public_features: Optional[np.ndarray] = None,
-               release_training_metrics: bool = True):
+               release_training_metrics: bool = True,
+               client_input: Optional[tff.Computation] = None,
+               eval_client_input: Optional[tff.Computation] = None):
     """
     Args:
       config: the model and its objective.
@@ -287,6 +302,11 @@ class ExactReconstructionProcess:
       release_training_metrics: sum the clients' training errors for the
         server (metrics["client_work"]["train"]). Off under DP: that sum is
         not noised, so a DP run releases the model update only.
+      client_input: a `tff.tensorflow.computation` input -> group (as
+        `group_spec(scored=False)`) that each client applies to the value it
+        receives in `next`; None: clients receive their group.
+      eval_client_input: the same for `evaluate` (input -> group as
+        `group_spec(scored=True)`).
     """
     unweighted = privacy.check_weighting(model_aggregator, config.uniform_weighting)
     expected = (config.num_movies, config.num_public_features)
@@ -322,6 +342,8 @@ class ExactReconstructionProcess:
     def client_score(weights, group):
       return score_users(config, weights.trainable, group, public())
 
+    train_input = _input_type(client_input, train_type)
+    eval_input = _input_type(eval_client_input, eval_type)
     update_type, weight_type = client_update.type_signature.result[:2]
     if model_aggregator is None:
       # Weighted even for uniform weighting: a call's weight is then its number
@@ -331,8 +353,9 @@ class ExactReconstructionProcess:
                           model_aggregator, unweighted)
     initialize = server.initialize
 
-    @tff.federated_computation(server.state_type, tff.FederatedType(train_type, tff.CLIENTS))
-    def next_fn(state, groups):
+    @tff.federated_computation(server.state_type, tff.FederatedType(train_input, tff.CLIENTS))
+    def next_fn(state, clients):
+      groups = clients if client_input is None else tff.federated_map(client_input, clients)
       gradient, weight, sums = tff.federated_map(
           client_update, (tff.federated_broadcast(state.model), groups))
       new_state = server.apply(state, gradient, weight)
@@ -341,8 +364,10 @@ class ExactReconstructionProcess:
       return new_state, tff.federated_sum(sums)
 
     @tff.federated_computation(tff.FederatedType(weights_type, tff.SERVER),
-                               tff.FederatedType(eval_type, tff.CLIENTS))
-    def evaluate_fn(weights, groups):
+                               tff.FederatedType(eval_input, tff.CLIENTS))
+    def evaluate_fn(weights, clients):
+      groups = (clients if eval_client_input is None
+                else tff.federated_map(eval_client_input, clients))
       return tff.federated_sum(tff.federated_map(
           client_score, (tff.federated_broadcast(weights), groups)))
 
@@ -357,7 +382,8 @@ class ExactReconstructionProcess:
 
   def next(self, state: dict, groups: List[Mapping[str, np.ndarray]]
            ) -> tff.learning.templates.LearningProcessOutput:
-    """One round over the sampled users, packed into client calls (`groups`)."""
+    """One round over the sampled users, packed into client calls (`groups`:
+    their groups, or with `client_input` its inputs)."""
     if not self._release_training_metrics:
       return tff.learning.templates.LearningProcessOutput(dict(self._next(state, groups)), {})
     new_state, sums = self._next(state, groups)

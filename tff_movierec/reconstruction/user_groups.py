@@ -37,6 +37,10 @@ class UserRatings:
   def __contains__(self, client_id: str) -> bool:
     return client_id in self._users
 
+  def rows(self, client_id: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(movies int32 [n], ratings float32 [n]) of one user."""
+    return self._users[client_id]
+
   def count(self, client_id: str) -> int:
     return len(self._users[client_id][0])
 
@@ -55,10 +59,9 @@ class UserRatings:
     return movies, ratings
 
 
-def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
+def plan(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
          scored: Optional[UserRatings] = None,
-         max_length_ratio: Optional[float] = MAX_LENGTH_RATIO
-         ) -> List[collections.OrderedDict]:
+         max_length_ratio: Optional[float] = MAX_LENGTH_RATIO) -> List[List[str]]:
   """The users `client_ids`, sorted by ratings and cut into groups of at most
   `users_per_group`, each group's longest history at most `max_length_ratio`
   times its shortest.
@@ -71,7 +74,7 @@ def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
     max_length_ratio: None cuts groups by `users_per_group` alone.
 
   Returns:
-    One OrderedDict per group, as `exact.group_spec(scored is not None)`.
+    The client ids of each group, in the group's order.
   """
   require(users_per_group >= 1, "users_per_group", users_per_group, "must be >= 1.")
   missing = [c for c in client_ids if c not in rated or (scored is not None and c not in scored)]
@@ -85,9 +88,17 @@ def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
         max_length_ratio is not None
         and rated.count(client_id) > max_length_ratio * rated.count(ordered[starts[-1]])):
       starts.append(position)
+  return [ordered[start:end] for start, end in zip(starts, starts[1:] + [len(ordered)])]
+
+
+def pack(rated: UserRatings, client_ids: Sequence[str], users_per_group: int,
+         scored: Optional[UserRatings] = None,
+         max_length_ratio: Optional[float] = MAX_LENGTH_RATIO
+         ) -> List[collections.OrderedDict]:
+  """The groups of `plan`, padded: one OrderedDict per group, as
+  `exact.group_spec(scored is not None)`."""
   groups = []
-  for start, end in zip(starts, starts[1:] + [len(ordered)]):
-    members = ordered[start:end]
+  for members in plan(rated, client_ids, users_per_group, scored, max_length_ratio):
     movies, ratings = rated.pad(members)
     group = collections.OrderedDict(movies=movies, ratings=ratings)
     if scored is not None:

@@ -295,6 +295,8 @@ def client_partition(examples_per_client: pd.Series,
   count_axes.bar(clients, examples_per_client.to_numpy(), color="tab:blue")
   count_axes.set_title(f"Ratings per client ({len(clients)} clients)")
   count_axes.set_xlabel("client")
+  if len(clients) > 10:  # many (or long) client ids side by side would overlap
+    count_axes.tick_params(axis="x", labelrotation=90, labelsize="small")
   count_axes.set_ylabel("number of ratings")
   count_axes.yaxis.set_major_formatter(
       matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:,.0f}"))
