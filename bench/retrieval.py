@@ -2,8 +2,9 @@
 
 Trains on the train split of a ranking protocol (default `recbole_ml1m`) and
 reports full-ranking Recall/NDCG/HR@10 (`--kind=retrieval`) or the RMSE of
-predicted ratings (`--kind=ranking`, centralized only) of the final weights
-on the test split:
+predicted ratings (`--kind=ranking`, the biased SVD++-like rating model of
+`tff_movierec.retrieval.ranking`, `--protocol=holdout` only; federated: the
+`movielens_ranking` task) of the final weights on the test split:
 
   centralized  `retrieval.experiment.run_experiment`: a Keras fit,
                `--epochs` epochs, validation metrics every `--eval_every`
@@ -16,10 +17,13 @@ on the test split:
                the last eval/* of metrics.csv and it has no validation
                metric; `wall_seconds` is the sum of the rounds'
                round_seconds (evaluations excluded). The task fixes the
-               towers (TowerConfig with --embedding_dim) and the in-batch
-               softmax (temperature 0.1, normalized, logQ correction), so
-               the model options other than --embedding_dim apply to the
-               centralized mode only. Its experiment folder (metrics.csv,
+               towers (TowerConfig with --embedding_dim), the in-batch
+               softmax (temperature 0.1, normalized, logQ correction) and
+               draws the query histories anew every round, so the model
+               options other than --embedding_dim apply to the centralized
+               mode only; the server optimizer is the task's (FedAvg: SGD,
+               learning rate 1) unless --server_optimizer /
+               --server_learning_rate say otherwise. Its experiment folder (metrics.csv,
                TensorBoard, the exported model in export/) is
                OUTPUT_DIR/federated.
 
@@ -47,15 +51,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import engine  # noqa: E402  (bench/engine.py)
 from tff_movierec.data.partitions import SCHEMES  # noqa: E402
-from tff_movierec.retrieval import experiment  # noqa: E402
+from tff_movierec.retrieval import experiment, export, ranking  # noqa: E402
 
 TASK = "movielens_retrieval"
+RANKING_TASK = "movielens_ranking"
 MODES = ("centralized", "federated")
 # Model options the federated task fixes at these (their defaults).
 CENTRALIZED_ONLY = ("hidden_units", "history_length", "no_normalize", "temperature", "no_logq",
                     "corpus_negatives")
 COLUMNS = ("model", "mode", "query_features", "protocol", "rounds", "test_recall@10",
-           "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "test_rmse", "wall_seconds")
+           "test_ndcg@10", "test_hr@10", "valid_ndcg@10", "valid_rmse", "test_rmse",
+           "test_mae", "wall_seconds")
 
 
 def parse_args(argv):
@@ -67,11 +73,13 @@ def parse_args(argv):
   parser.add_argument("--modes", default="centralized,federated")
   parser.add_argument("--kind", default="retrieval", choices=("retrieval", "ranking"),
                       help="two-tower retrieval (in-batch softmax) or ranking (rating MSE, "
-                      "centralized only)")
+                      "--protocol=holdout)")
   parser.add_argument("--output_dir", default="output/retrieval")
   parser.add_argument("--export_dir", default=None,
                       help="export the centralized model to EXPORT_DIR/centralized (for "
-                      "recommend); the federated one is in OUTPUT_DIR/federated/export")
+                      "recommend; a ranking model to EXPORT_DIR/centralized/ranking, beside "
+                      "the retrieval model); the federated one is in "
+                      "OUTPUT_DIR/federated/export")
   model = parser.add_argument_group("model")
   model.add_argument("--embedding_dim", type=int, default=64)
   model.add_argument("--hidden_units", default="", help="comma-separated ReLU layer sizes")
@@ -83,6 +91,10 @@ def parse_args(argv):
   model.add_argument("--no_logq", action="store_true")
   model.add_argument("--corpus_negatives", action="store_true",
                      help="every movie is an extra negative (mixed negatives)")
+  model.add_argument("--head_units", default="",
+                     help="ranking: comma-separated ReLU sizes of the MLP beside the dot product")
+  model.add_argument("--l2", type=float, default=0.0,
+                     help="ranking: weight of the batch's squared embeddings and biases")
   train = parser.add_argument_group("training")
   train.add_argument("--epochs", type=int, default=4, help="centralized epochs")
   train.add_argument("--batch_size", type=int, default=1024)
@@ -94,7 +106,10 @@ def parse_args(argv):
                      help="default: every client (needed with --partition=natural)")
   train.add_argument("--client_optimizer", default="adam", choices=("adam", "sgd"))
   train.add_argument("--client_learning_rate", type=float, default=0.005)
-  train.add_argument("--server_learning_rate", type=float, default=0.05)
+  train.add_argument("--server_optimizer", choices=("adam", "sgd"),
+                     help="default: the federated task's (sgd)")
+  train.add_argument("--server_learning_rate", type=float,
+                     help="default: the federated task's (1.0)")
   train.add_argument("--client_epochs", type=int, default=1)
   train.add_argument("--eval_every", type=int, default=1)
   train.add_argument("--seed", type=int, default=0)
@@ -103,9 +118,14 @@ def parse_args(argv):
   unknown = set(modes) - set(MODES)
   if unknown:
     parser.error(f"--modes: unknown {sorted(unknown)}; expected a subset of {MODES}.")
+  if args.kind == "ranking" and args.protocol != "holdout":
+    parser.error("--kind=ranking rates held-out ratings: use --protocol=holdout.")
+  if args.kind == "retrieval":
+    changed = [f"--{name}" for name in ("head_units", "l2")
+               if getattr(args, name) != parser.get_default(name)]
+    if changed:
+      parser.error(f"{', '.join(changed)}: options of --kind=ranking.")
   if "federated" in modes:
-    if args.kind != "retrieval":
-      parser.error("--kind=ranking is centralized only: use --modes=centralized.")
     changed = [f"--{name}" for name in CENTRALIZED_ONLY
                if getattr(args, name) != parser.get_default(name)]
     if changed:
@@ -135,21 +155,32 @@ def _write(rows, args, header, load_before):
   print("\n".join(lines))
 
 
+def _task(args):
+  return TASK if args.kind == "retrieval" else RANKING_TASK
+
+
 def _federated_settings(args):
-  settings = {"use_synthetic_data": args.synthetic, "ranking_protocol": args.protocol,
+  settings = {"use_synthetic_data": args.synthetic,
               "partition": args.partition, "client_batch_size": args.batch_size,
               "embedding_dim": args.embedding_dim, "client_optimizer": args.client_optimizer,
               "client_learning_rate": args.client_learning_rate,
-              "server_learning_rate": args.server_learning_rate,
               "client_epochs": args.client_epochs, "total_rounds": args.rounds,
               "rounds_per_eval": args.eval_every, "seed": args.seed,
               "root_output_dir": args.output_dir, "experiment_name": "federated"}
+  for name in ("server_optimizer", "server_learning_rate"):  # None: the task's default
+    if getattr(args, name) is not None:
+      settings[name] = getattr(args, name)
+  if args.kind == "retrieval":
+    settings["ranking_protocol"] = args.protocol
+  else:
+    settings["hidden_units"] = [u for u in args.head_units.split(",") if u]
+    settings["factor_l2"] = args.l2
   if not args.synthetic:
     settings["data_dir"] = args.data_dir
   if args.partition != "natural":
     settings["num_clients"] = args.num_clients
   settings["clients_per_round"] = (args.clients_per_round or
-                                   engine.every_client(TASK, settings))
+                                   engine.every_client(_task(args), settings))
   return settings
 
 
@@ -170,9 +201,9 @@ def _centralized(args):
       logq_correction=not args.no_logq, corpus_negatives=args.corpus_negatives,
       rounds=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
       eval_every=args.eval_every, seed=args.seed,
-      export_dir=(os.path.join(args.export_dir, "centralized")
-                  if args.export_dir and args.kind == "retrieval" else None),
-      use_synthetic_data=args.synthetic, on_round=on_round)
+      export_dir=_export_dir(args),
+      use_synthetic_data=args.synthetic, on_round=on_round,
+      ranking_config=_ranking_config(args))
   print(f"[centralized] test {result}", flush=True)
   nan = float("nan")
   return {
@@ -183,23 +214,48 @@ def _centralized(args):
       "test_recall@10": result.get("test_recall@10", nan),
       "test_ndcg@10": result.get("test_ndcg@10", nan),
       "test_hr@10": result.get("test_hr@10", nan),
-      "valid_ndcg@10": last.get("valid_ndcg@10", nan), "test_rmse": result.get("test_rmse", nan),
+      "valid_ndcg@10": last.get("valid_ndcg@10", nan), "valid_rmse": last.get("valid_rmse", nan),
+      "test_rmse": result.get("test_rmse", nan), "test_mae": result.get("test_mae", nan),
       "wall_seconds": result["wall_seconds"]}
+
+
+def _ranking_config(args):
+  if args.kind != "ranking":
+    return None
+  return ranking.RankingTaskConfig(
+      head_units=tuple(int(u) for u in args.head_units.split(",") if u), l2=args.l2)
+
+
+def _export_dir(args):
+  if not args.export_dir:
+    return None
+  folder = os.path.join(args.export_dir, "centralized")
+  return folder if args.kind == "retrieval" else os.path.join(folder, export.RANKING_DIR)
 
 
 def _federated(args, settings):
   """The row of the federated task."""
   _, run, experiment_managers = engine.run_task(
-      TASK, settings, log=lambda line: print(f"[federated] {line}", flush=True))
+      _task(args), settings, log=lambda line: print(f"[federated] {line}", flush=True))
   rows = engine.metrics(experiment_managers)
   test = rows.iloc[-1]
+  nan = float("nan")
+  if args.kind == "ranking":
+    return {
+        "model": args.kind,
+        "mode": f"federated ({args.partition}, {len(run.sampler.client_ids)} clients)",
+        "query_features": "demographics+history", "protocol": args.protocol,
+        "rounds": int(test["round_num"]), "test_recall@10": nan, "test_ndcg@10": nan,
+        "test_hr@10": nan, "valid_ndcg@10": nan, "valid_rmse": nan,
+        "test_rmse": test["eval/rmse"], "test_mae": test["eval/mae"],
+        "wall_seconds": rows["speed/round_seconds"].sum()}
   return {
       "model": args.kind,
       "mode": f"federated ({args.partition}, {len(run.sampler.client_ids)} clients)",
       "query_features": "demographics+history", "protocol": args.protocol,
       "rounds": int(test["round_num"]), "test_recall@10": test["eval/recall@10"],
       "test_ndcg@10": test["eval/ndcg@10"], "test_hr@10": test["eval/hr@10"],
-      "valid_ndcg@10": float("nan"), "test_rmse": float("nan"),
+      "valid_ndcg@10": nan, "valid_rmse": nan, "test_rmse": nan, "test_mae": nan,
       "wall_seconds": rows["speed/round_seconds"].sum()}
 
 
@@ -208,7 +264,7 @@ def main(argv):
   modes = args.modes.split(",")
   if "federated" in modes:
     settings = _federated_settings(args)
-    engine.require_fresh(TASK, settings)
+    engine.require_fresh(_task(args), settings)
   load_before = tuple(round(x, 2) for x in os.getloadavg())
   header = [
       f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",

@@ -15,8 +15,9 @@ from tff_movierec.data.synthetic import write_synthetic_movielens
 from tff_movierec.errors import ConfigError
 from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import (evaluation, examples, experiment, export, federated,
-                                    training, towers)
+                                    round_histories, training, towers)
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
+from tff_movierec.retrieval.ranking import RankingTaskConfig
 from tff_movierec.training import algorithms, initialization
 from tff_movierec.training.optimizers import OptimizerSpec
 from tff_movierec.training.round_datasets import RoundDatasets
@@ -56,7 +57,8 @@ def _train_fed_avg(kind, data, protocol, rounds, client_optimizer, server_optimi
 
   Returns (setup, initial tfrs model, trained tfrs model, [(round, metrics)]).
   """
-  setup = training.federated_setup(kind, data, protocol, TOWERS, TASK, PARTITION,
+  task_config = TASK if kind == "retrieval" else RankingTaskConfig()
+  setup = training.federated_setup(kind, data, protocol, TOWERS, task_config, PARTITION,
                                    training.ClientSpec(batch_size=TRAIN.batch_size), seed)
   process = algorithms.build_fed_avg(setup.model_fn, client_weighting, client_optimizer,
                                      server_optimizer)
@@ -276,6 +278,59 @@ def test_corpus_negatives_make_the_softmax_cover_every_movie(data, protocol):
     logits = np.r_[queries[i] @ corpus[movie], negatives @ queries[i]]
     expected.append(np.log(np.exp(logits).sum()) - logits[0])
   np.testing.assert_allclose(model.compute_loss(batch).numpy(), np.mean(expected), rtol=1e-4)
+
+
+def _client_examples(datasets):
+  """[{"movie": int [n], "history": int [n, L]}] of each client's examples (batched
+  datasets, concatenated in their order)."""
+  return [{name: np.concatenate([batch["x"][name].numpy() for batch in dataset])
+           for name in ("movie", "history")} for dataset in datasets]
+
+
+def _sorted_rows(movies, histories):
+  rows = np.c_[movies, histories]
+  return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_resampled_histories_change_every_round_and_stay_the_users_own(data, protocol):
+  setup = training.federated_setup("retrieval", data, protocol, TOWERS, TASK, PARTITION,
+                                   training.ClientSpec(batch_size=TRAIN.batch_size), seed=3)
+  resampled = round_histories.ResampledHistoryDatasets.for_partition(
+      data, protocol, PARTITION, TOWERS.history_length, setup.preprocess, seed=3)
+  first, again, second = (_client_examples(resampled(setup.client_ids, r)) for r in (1, 1, 2))
+  replayed = _client_examples(RoundDatasets(setup.client_data, setup.preprocess, 3)(
+      setup.client_ids, 1))
+  for client in range(len(setup.client_ids)):
+    # The same interactions on the same clients, in the same (seeded) order;
+    # the same round draws the same histories.
+    np.testing.assert_array_equal(first[client]["movie"], replayed[client]["movie"])
+    np.testing.assert_array_equal(first[client]["history"], again[client]["history"])
+  assert any(not np.array_equal(a["history"], b["history"]) for a, b in zip(first, second))
+  # Round 2's histories are `training_examples`'s draw with the round's seed:
+  # each holds only its user's other movies.
+  arrays = examples.training_examples(protocol.train_ratings, data.users,
+                                      TOWERS.history_length, round_histories.history_seed(3, 2))
+  np.testing.assert_array_equal(
+      _sorted_rows(np.concatenate([c["movie"] for c in second]),
+                   np.concatenate([c["history"] for c in second])),
+      _sorted_rows(arrays["movie"], arrays["history"]))
+  movies_of = protocol.train_ratings.groupby("user")["movie"].apply(set)
+  for movie, user, history in zip(arrays["movie"], arrays["user"], arrays["history"]):
+    assert movie not in history and set(history[history >= 0]) <= movies_of[user] - {movie}
+
+
+@pytest.mark.parametrize("history_length, clients, message, field", [
+    (0, 45, r"^history_length=0: must be >= 1\.$", "history_length"),
+    (6, 44, r"^user_to_client has 44 entries: it must give the client of each of the 45 "
+     r"users\.$", "user_to_client"),
+])
+def test_resampled_histories_refuse_bad_settings(data, protocol, history_length, clients,
+                                                  message, field):
+  with pytest.raises(ConfigError, match=message) as error:
+    round_histories.ResampledHistoryDatasets(
+        protocol.train_ratings, data.users, np.zeros(clients, np.int32), history_length,
+        preprocess=lambda dataset, seed=None: dataset, seed=0)
+  assert error.value.fields == (field,)
 
 
 def test_holdout_gets_a_validation_split_carved_from_train(data):

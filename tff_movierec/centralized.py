@@ -9,8 +9,9 @@ canonical per-user 10% holdout (seed `seed`) and writes under `output_dir`:
                     on the held-out ratings, holdout_{recall,ndcg,hr}@K
                     (full ranking, relevant = held-out rating >= 4) and
                     seed_variant_{recall,ndcg}@K (the seed's optimistic
-                    variant; see metrics/protocols.py). EASE ranks but does
-                    not predict ratings, so its rating columns are empty.
+                    variant; see metrics/protocols.py). EASE and ADMM-SLIM
+                    rank but do not predict ratings: their rating columns
+                    are empty.
   recbole_ml1m.csv  full-ranking metrics under RecBole's ML-1M protocol, plus
                     `popularity_recbole_emulation`, a replay of RecBole's Pop
                     implementation (see baselines/recbole_pop.py) that

@@ -6,6 +6,8 @@
   towers      the query and candidate towers (functional Keras models).
   tasks       `tfrs.tasks.Retrieval` (in-batch softmax) and `tfrs.tasks.Ranking`.
   models      `tfrs.Model`s joining towers and task: retrieval and ranking.
+  ranking     the ranking (rating) model's towers and features: biased,
+              SVD++-like, the user side from the user's rated movies.
   federated   a `tff.learning.models.VariableModel` around a tfrs model's
               loss, and the FedAvg process built from it.
   evaluation  full-ranking evaluation of global weights on the server.

@@ -15,7 +15,7 @@ from tff_movierec.data import splits
 from tff_movierec.data.synthetic import write_synthetic_movielens
 from tff_movierec.errors import ConfigError
 from tff_movierec.metrics import protocols
-from tff_movierec.retrieval import export, training
+from tff_movierec.retrieval import export, ranking, training
 from tff_movierec.retrieval.config import RetrievalTaskConfig, TowerConfig
 
 # Ratings >= this are the interactions (and history) of each protocol.
@@ -61,6 +61,7 @@ def run_experiment(
     ratings_path: Optional[str] = None,
     use_synthetic_data: bool = False,
     on_round: Optional[training.OnRound] = None,
+    ranking_config: Optional[ranking.RankingTaskConfig] = None,
 ) -> Dict[str, float]:
   """Trains on the protocol's train split, tunes on valid, reports test.
 
@@ -72,21 +73,25 @@ def run_experiment(
     protocol: "recbole_ml1m" or "holdout" (`tff_movierec.metrics.protocols`;
       `holdout` gets a validation split carved from train, `with_validation`).
     learning_rate: Adam step.
-    export_dir: if set, the retrieval model is exported there (see `export`).
+    export_dir: if set, the model is exported there (see `export`; a ranking
+      model with `export.export_ranking_model`).
     on_round: called with (round_num, metrics) after every epoch; the
       metrics hold `train_loss`, `seconds` and, every `eval_every` rounds,
       `valid_*` metrics (see `training`).
 
   Returns:
     The final model's `test_*` metrics (retrieval: recall/ndcg/hr/precision/
-    mrr@10, num_users; ranking: rmse), plus `wall_seconds` of training.
+    mrr@10, num_users; ranking: rmse, mae, num_examples), plus `wall_seconds`
+    of training.
+    ranking_config: the ranking model's options (kind "ranking" only;
+      default `ranking.RankingTaskConfig()`).
   """
   if protocol not in MIN_HISTORY_RATING:
     raise ConfigError(f"protocol={protocol!r}: expected one of {tuple(MIN_HISTORY_RATING)}.",
                       ("protocol",))
-  if export_dir and kind != "retrieval":
-    raise ConfigError(f"export_dir={export_dir!r}: only retrieval models are exported, "
-                      f"not kind={kind!r}.", ("export_dir", "kind"))
+  if ranking_config is not None and kind != "ranking":
+    raise ConfigError(f"ranking_config applies to kind='ranking', not kind={kind!r}.",
+                      ("ranking_config", "kind"))
   if use_synthetic_data:
     data_dir = write_synthetic_movielens(
         tempfile.mkdtemp(prefix="tff_movierec_synthetic_"), num_users=60, num_movies=50,
@@ -99,6 +104,8 @@ def run_experiment(
   task_config = RetrievalTaskConfig(temperature=temperature, normalize=normalize,
                                     logq_correction=logq_correction,
                                     corpus_negatives=corpus_negatives)
+  if kind == "ranking":
+    task_config = ranking_config or ranking.RankingTaskConfig()
   config = training.TrainConfig(
       rounds=rounds, batch_size=batch_size, learning_rate=learning_rate,
       eval_every=eval_every, eval_split="valid", seed=seed)
@@ -108,5 +115,6 @@ def run_experiment(
   result = {"wall_seconds": time.time() - start}
   result.update(training.evaluate_model(kind, model, data, ranking, "test"))
   if export_dir:
-    export.export_model(model, data, export_dir, MIN_HISTORY_RATING[protocol])
+    write = export.export_model if kind == "retrieval" else export.export_ranking_model
+    write(model, data, export_dir, MIN_HISTORY_RATING[protocol])
   return result

@@ -16,6 +16,20 @@ padding) and/or `gender`, `age`, `occupation`, `user` [B], as listed under
 `query_features` in vocabulary.json. Embeddings are already L2-normalized when
 the model was trained with normalized embeddings, so scores are comparable.
 Load with `tf.saved_model.load(path)` in any process.
+
+A ranking (rating) model is exported by `export_ranking_model`, by convention
+into the folder `ranking/` of the retrieval export it re-ranks
+(`RANKING_DIR`; `python -m tff_movierec.recommend` looks there):
+  model/        SavedModel; `rate(features) -> float32 [B]` predicted ratings
+                (clipped to the rating scale) of the (user, movie) rows of
+                `features`: `movie` int32 [B], `history` int32 [B, H] (-1 =
+                padding), `history_rating` float32 [B, H] (0 at padding) and,
+                as listed under `query_features`, `gender`, `age`,
+                `occupation` int32 [B]
+  ranking.json  `kind` "ranking", `format_version`, `query_features`,
+                `min_history_rating`, `rating_scale` and `movie_ids` (movie
+                index -> movie_id: a retrieval export is compatible iff its
+                vocabulary lists the same ids in the same order).
 """
 
 import json
@@ -27,13 +41,17 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tff_movierec.data.movielens import MovieLens
-from tff_movierec.retrieval.models import RetrievalModel
+from tff_movierec.retrieval.models import RankingModel, RetrievalModel
 
 QUERY_TOWER_DIR = "query_tower"
 CANDIDATE_TOWER_DIR = "candidate_tower"
 INDEX_DIR = "index"
 VOCABULARY_FILE = "vocabulary.json"
 FORMAT_VERSION = 1
+RANKING_DIR = "ranking"
+RANKING_MODEL_DIR = "model"
+RANKING_FILE = "ranking.json"
+RANKING_FORMAT_VERSION = 1
 
 
 def _feature_spec(tower: tf.keras.Model) -> Dict[str, tf.TensorSpec]:
@@ -108,3 +126,41 @@ def export_model(model: RetrievalModel, data: MovieLens, model_dir: str,
   }
   with open(os.path.join(model_dir, VOCABULARY_FILE), "w", encoding="utf-8") as f:
     json.dump(vocabulary, f, indent=1)
+
+
+class _Rater(tf.Module):
+  """A ranking model with a traced `rate(features) -> float32 [B]` signature."""
+
+  def __init__(self, model: RankingModel):
+    super().__init__()
+    self.model = model
+    inputs = {**model.query_tower.input, **model.candidate_tower.input}
+    spec = {name: tf.TensorSpec([None] * len(tensor.shape), tensor.dtype, name=name)
+            for name, tensor in inputs.items()}
+    self.rate = tf.function(lambda features: self.model(features, training=False),
+                            input_signature=[spec])
+
+
+def export_ranking_model(model: RankingModel, data: MovieLens, ranking_dir: str,
+                         min_history_rating: float) -> None:
+  """Writes a ranking model's `rate` SavedModel and ranking.json (module docstring).
+
+  Args:
+    model: a trained ranking model.
+    data: the MovieLens it was trained on (movie ids, rating scale).
+    ranking_dir: created if needed (by convention MODEL_DIR/`RANKING_DIR` of
+      the retrieval export it re-ranks); an existing export in it is replaced.
+    min_history_rating: ratings >= this formed the history in training.
+  """
+  os.makedirs(ranking_dir, exist_ok=True)
+  tf.saved_model.save(_Rater(model), os.path.join(ranking_dir, RANKING_MODEL_DIR))
+  description = {
+      "kind": "ranking",
+      "format_version": RANKING_FORMAT_VERSION,
+      "query_features": sorted(model.query_tower.input),
+      "min_history_rating": float(min_history_rating),
+      "rating_scale": list(model.rating_scale),
+      "movie_ids": [int(i) for i in data.movies["movie_id"]],
+  }
+  with open(os.path.join(ranking_dir, RANKING_FILE), "w", encoding="utf-8") as f:
+    json.dump(description, f)

@@ -97,20 +97,47 @@ class RetrievalModel(TwoTowerEmbeddings):
 
 
 class RankingModel(TwoTowerEmbeddings):
-  """Rating regression on the two towers' embeddings, `tfrs.tasks.Ranking`."""
+  """Rating regression on the two towers' outputs, `tfrs.tasks.Ranking`.
+
+  The towers return [B, D + 1] (embedding, then bias) and the rating head
+  joins them (`towers.build_rating_head`, `ranking`).
+
+  Args:
+    l2: weight of the batch mean of ||query output||^2 + ||candidate
+      output||^2, added to the loss in `compute_loss` (so federated clients
+      apply it too).
+    rating_scale: (lowest, highest); predictions outside training are
+      clipped to it.
+  """
 
   def __init__(self, query_tower, candidate_tower, rating_head: tf.keras.Model,
-               task: tfrs.tasks.Ranking):
+               task: tfrs.tasks.Ranking, l2: float = 0.0, rating_scale=(1.0, 5.0)):
     super().__init__(query_tower, candidate_tower)
     self.rating_head = rating_head
     self.task = task
+    self.l2 = float(l2)
+    self.rating_scale = tuple(float(r) for r in rating_scale)
+
+  def rate(self, queries, candidates, training=False) -> tf.Tensor:
+    """float32 [B] ratings from [B, D + 1] query and candidate outputs."""
+    ratings = tf.squeeze(self.rating_head([queries, candidates], training=training), -1)
+    if training:
+      return ratings
+    return tf.clip_by_value(ratings, *self.rating_scale)
 
   def call(self, features, training=False) -> tf.Tensor:
-    """float32 [B] predicted ratings."""
+    """float32 [B] predicted ratings (clipped to the scale unless training)."""
     queries = self.query_embeddings(features, training=training)
     candidates = self.candidate_embeddings(features, training=training)
-    return tf.squeeze(self.rating_head([queries, candidates], training=training), -1)
+    return self.rate(queries, candidates, training=training)
 
   def compute_loss(self, inputs, training=False) -> tf.Tensor:
-    predictions = self(inputs["x"], training=training)
-    return self.task(labels=inputs["y"], predictions=predictions)
+    features = inputs["x"]
+    queries = self.query_embeddings(features, training=training)
+    candidates = self.candidate_embeddings(features, training=training)
+    predictions = self.rate(queries, candidates, training=training)
+    loss = self.task(labels=inputs["y"], predictions=predictions)
+    if self.l2:
+      loss += self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(queries), -1)
+                                       + tf.reduce_sum(tf.square(candidates), -1))
+    return loss

@@ -85,34 +85,53 @@ def build_query_tower(config: TowerConfig, num_users: int, num_movies: int) -> t
   return tf.keras.Model(inputs, output, name="query_tower")
 
 
+def movie_vector(config: TowerConfig, genres: np.ndarray, movie: tf.Tensor) -> tf.Tensor:
+  """float32 [B, D] of int32 [B] `movie`: movie-id embedding (+ a projection of
+  the movie's genres, `genres` float32 [M, G] multi-hot)."""
+  vector = tf.keras.layers.Embedding(
+      genres.shape[0], config.embedding_dim, name="movie_embedding")(movie)
+  if config.use_genres:
+    genre_vector = ConstantLookup(genres, name="genres")(movie)
+    vector = vector + tf.keras.layers.Dense(
+        config.embedding_dim, use_bias=False, name="genre_projection")(genre_vector)
+  return vector
+
+
 def build_candidate_tower(config: TowerConfig, genres: np.ndarray) -> tf.keras.Model:
-  """int32 [B] `movie` -> float32 [B, D]: movie-id embedding (+ genre projection).
+  """int32 [B] `movie` -> float32 [B, D]: `movie_vector`.
 
   Args:
     genres: float32 [M, G] multi-hot genres of every movie.
   """
   movie = tf.keras.Input(shape=(), dtype=tf.int32, name="movie")
-  output = tf.keras.layers.Embedding(
-      genres.shape[0], config.embedding_dim, name="movie_embedding")(movie)
-  if config.use_genres:
-    genre_vector = ConstantLookup(genres, name="genres")(movie)
-    output = output + tf.keras.layers.Dense(
-        config.embedding_dim, use_bias=False, name="genre_projection")(genre_vector)
-  return tf.keras.Model({"movie": movie}, output, name="candidate_tower")
+  return tf.keras.Model({"movie": movie}, movie_vector(config, genres, movie),
+                        name="candidate_tower")
 
 
 def build_rating_head(embedding_dim: int, initial_rating: float,
-                      hidden_units=(64, 32)) -> tf.keras.Model:
-  """[B, D] query and [B, D] candidate embeddings -> float32 [B, 1] rating.
+                      hidden_units=()) -> tf.keras.Model:
+  """[B, D + 1] query and [B, D + 1] candidate outputs -> float32 [B, 1] rating.
 
-  The output bias starts at `initial_rating` (the training mean), so training
-  starts from the global-mean predictor.
+  Each input is an embedding (its first D columns) followed by a bias (p_u,
+  b_u and q_i, b_i; see `ranking`). The rating is
+  initial_rating + b_u + b_i + <p_u, q_i>, plus, with `hidden_units`, a ReLU
+  MLP on [p_u, q_i] whose output layer starts at zero, so training starts
+  from the biased dot product (and, with zero biases, from `initial_rating`,
+  the training mean).
   """
-  query = tf.keras.Input(shape=(embedding_dim,), name="query_embedding")
-  candidate = tf.keras.Input(shape=(embedding_dim,), name="candidate_embedding")
-  hidden = tf.keras.layers.Concatenate()([query, candidate])
-  for units in hidden_units:
-    hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
-  rating = tf.keras.layers.Dense(
-      1, bias_initializer=tf.keras.initializers.Constant(initial_rating), name="rating")(hidden)
+  query = tf.keras.Input(shape=(embedding_dim + 1,), name="query_embedding")
+  candidate = tf.keras.Input(shape=(embedding_dim + 1,), name="candidate_embedding")
+  vectors = [tf.keras.layers.Lambda(lambda x: x[:, :embedding_dim])(t)
+             for t in (query, candidate)]
+  biases = [tf.keras.layers.Lambda(lambda x: x[:, embedding_dim:])(t)
+            for t in (query, candidate)]
+  dot = tf.keras.layers.Dot(axes=1, name="dot")(vectors)
+  terms = [dot] + biases
+  if hidden_units:
+    hidden = tf.keras.layers.Concatenate()(vectors)
+    for layer, units in enumerate(hidden_units):
+      hidden = tf.keras.layers.Dense(units, activation="relu", name=f"head_hidden_{layer}")(hidden)
+    terms.append(tf.keras.layers.Dense(1, kernel_initializer="zeros", name="head_output")(hidden))
+  total = tf.keras.layers.Add()(terms)
+  rating = tf.keras.layers.Rescaling(1.0, offset=float(initial_rating), name="rating")(total)
   return tf.keras.Model([query, candidate], rating, name="rating_head")
