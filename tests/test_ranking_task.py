@@ -12,13 +12,11 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 import pandas as pd
-import portpicker
 import pytest
 import tensorflow as tf
 
 import run_experiment
 from tasks import registry
-from tff_movierec import tff_runtime, worker
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.data.synthetic import write_synthetic_movielens
 from tff_movierec.metrics import protocols
@@ -128,21 +126,9 @@ def test_dp_aggregator_clips_noises_and_reports_epsilon_on_the_validation_split(
   assert (metrics["eval/num_examples"] == len(protocol.valid_ratings)).all()
 
 
-def test_two_workers_give_the_local_metrics(plain_run, tmp_path):
-  started = []
-  try:
-    for _ in range(2):
-      port = portpicker.pick_unused_port()
-      log = open(os.path.join(str(tmp_path), f"worker_{port}.log"), "ab")
-      started.append((worker.spawn(port, log), log))
-      worker.wait_until_serving(f"127.0.0.1:{port}", 90)
-      started[-1] = started[-1] + (f"127.0.0.1:{port}",)
-    remote = _metrics(_main(tmp_path, hidden_units=["4"], factor_l2=0.01,
-                            workers=[address for _, _, address in started]))
-  finally:
-    for entry in started:
-      tff_runtime.terminate(entry[0])
-      entry[1].close()
+def test_two_workers_give_the_local_metrics(plain_run, tmp_path, workers):
+  remote = _metrics(_main(tmp_path, hidden_units=["4"], factor_l2=0.01,
+                          workers=[w.address for w in workers]))
   local = _metrics(plain_run)
   for column in local.columns:
     if not column.startswith(_UNCOMPARED):

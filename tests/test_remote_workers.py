@@ -18,7 +18,6 @@ metrics agree to rtol 1e-5.
 """
 
 import os
-import signal
 import threading
 import time
 
@@ -32,12 +31,12 @@ import pytest
 
 import run_experiment
 from tasks import runner
+from worker_processes import RemoteWorker, WORKER_START_TIMEOUT_S
 from tff_movierec import remote_workers, tff_runtime, worker
 from tff_movierec.errors import ConfigError
 from tff_movierec.reconstruction import rating_store, user_groups
 
 FLAGS = flags.FLAGS
-_START_TIMEOUT_S = 90
 # Small runs of each task (2 rounds, evaluated after each).
 _SETTINGS = {
     "movielens_rating": dict(num_clients=4, clients_per_round=4, embedding_dim=4,
@@ -49,43 +48,6 @@ _SETTINGS = {
 }
 # Columns that differ by nature between two runs (wall time, gRPC traffic).
 _UNCOMPARED = ("speed/", "traffic/")
-
-
-class _Worker:
-  """A `python -m tff_movierec.worker` process on a loopback port."""
-
-  def __init__(self, log_dir, port=None):
-    self.port = port or portpicker.pick_unused_port()
-    self.address = f"127.0.0.1:{self.port}"
-    self._log = open(os.path.join(log_dir, f"worker_{self.port}.log"), "ab")
-    self.process = worker.spawn(self.port, self._log)
-    try:
-      worker.wait_until_serving(self.address, _START_TIMEOUT_S)
-    except remote_workers.WorkerUnreachableError:
-      self.stop()
-      raise
-
-  def stop(self, kill=False):
-    """Stops the worker by its pid (kill: SIGKILL at once, as in a crash)."""
-    if kill and self.process.poll() is None:
-      os.kill(self.process.pid, signal.SIGKILL)
-    tff_runtime.terminate(self.process)
-    self._log.close()
-
-
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory):
-  log_dir = tmp_path_factory.mktemp("workers")
-  started = []
-  try:
-    for _ in range(2):
-      started.append(_Worker(log_dir))
-    yield started
-  finally:
-    for started_worker in started:
-      started_worker.stop()
-    tff_runtime.use_workers(None)
-    tff_runtime.install()
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +65,7 @@ def _run(output_dir, task, **overrides):
   return pd.read_csv(os.path.join(output_dir, task, "metrics.csv"))
 
 
-def _cpu_seconds(started_worker: _Worker) -> float:
+def _cpu_seconds(started_worker: RemoteWorker) -> float:
   times = psutil.Process(started_worker.process.pid).cpu_times()
   return times.user + times.system
 
@@ -195,7 +157,7 @@ def test_more_subrounds_than_workers(workers, tmp_path):
 
 def test_a_dead_worker_ends_the_run_naming_it_and_the_run_resumes(workers, tmp_path,
                                                                    capsys):
-  doomed = _Worker(str(tmp_path))
+  doomed = RemoteWorker(str(tmp_path))
   addresses = [workers[0].address, doomed.address]
   metrics = tmp_path / "movielens_recon" / "metrics.csv"
   killed_at = []
@@ -205,7 +167,7 @@ def test_a_dead_worker_ends_the_run_naming_it_and_the_run_resumes(workers, tmp_p
     return max(len(lines) - 1, 0)
 
   def kill_after_first_round():
-    deadline = time.monotonic() + _START_TIMEOUT_S
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while rounds_done() < 1 and time.monotonic() < deadline:
       time.sleep(0.05)
     doomed.stop(kill=True)
@@ -219,7 +181,7 @@ def test_a_dead_worker_ends_the_run_naming_it_and_the_run_resumes(workers, tmp_p
       _run(tmp_path, "movielens_recon", total_rounds=200, workers=addresses,
            worker_timeout_s=timeout_s)
   finally:
-    killer.join(_START_TIMEOUT_S)
+    killer.join(WORKER_START_TIMEOUT_S)
     doomed.stop()
   ended_after = time.monotonic() - killed_at[0]
   assert exit_info.value.code == 1
@@ -231,7 +193,7 @@ def test_a_dead_worker_ends_the_run_naming_it_and_the_run_resumes(workers, tmp_p
   done = rounds_done()
   assert 1 <= done < 200
 
-  back = _Worker(str(tmp_path), port=doomed.port)
+  back = RemoteWorker(str(tmp_path), port=doomed.port)
   try:
     resumed = _run(tmp_path, "movielens_recon", total_rounds=done + 1, workers=addresses,
                    worker_timeout_s=timeout_s)
