@@ -37,9 +37,10 @@ run: $(STAMP)
 	@echo "$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)"
 	@$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)
 
-# The tests run in a private network namespace (loopback only) where possible.
+# The tests run in a private network namespace (loopback only) where possible,
+# one pytest-xdist process per core, a test module per process at a time.
 test: $(STAMP)
-	tests/private_network.sh $(VPY) -m pytest -q tests
+	tests/private_network.sh $(VPY) -m pytest -q -n auto --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) output

@@ -1,6 +1,7 @@
 """ADMM-SLIM tuned on the recbole_ml1m validation split, then scored on test.
 
-Grid mode (default): for every (λ1, λ2, ρ, dropout p, sign constraint) of the
+Grid mode (default): for every (λ1, λ2, ρ, dropout p, popularity exponent α,
+centring, sign constraint) of the
 grid, runs ADMM on the training Gram matrix and scores the weights after
 each --checkpoints iteration count on the validation split (NDCG@10,
 Recall@10, HR@10; train masked): the iteration count is tuned for free.
@@ -25,7 +26,8 @@ import time
 import numpy as np
 
 from jsonl_log import append_record  # bench/jsonl_log.py
-from tff_movierec.baselines.admm_slim import AdmmSlim, admm_slim_iterates, check_hyperparameters
+from tff_movierec.baselines.admm_slim import (AdmmSlim, admm_slim_iterates,
+                                              check_hyperparameters, l2_penalty)
 from tff_movierec.data.movielens import load_movielens
 from tff_movierec.metrics import protocols
 
@@ -49,6 +51,9 @@ def main():
   parser.add_argument("--l2s", default="250,500,1000", help="comma-separated λ2 values")
   parser.add_argument("--rhos", default="1000", help="comma-separated ρ values")
   parser.add_argument("--dropouts", default="0", help="comma-separated EDLAE dropout p")
+  parser.add_argument("--alphas", default="0",
+                      help="comma-separated popularity exponents of the L2 term")
+  parser.add_argument("--centers", default="no", help="comma-separated subset of no,yes")
   parser.add_argument("--signs", default="nonnegative",
                       help="comma-separated subset of nonnegative,free")
   parser.add_argument("--checkpoints", default="25,50,100",
@@ -58,33 +63,43 @@ def main():
                       help="score one configuration on the test split")
   args = parser.parse_args()
   grid = {"l1": _floats(args.l1s), "l2": _floats(args.l2s), "rho": _floats(args.rhos),
-          "dropout": _floats(args.dropouts)}
+          "dropout": _floats(args.dropouts), "popularity_exponent": _floats(args.alphas)}
   signs = [s for s in args.signs.split(",") if s]
+  centers = [c for c in args.centers.split(",") if c]
+  if set(centers) - {"no", "yes"} or not centers:
+    parser.error(f"--centers: expected a subset of no,yes, got {args.centers!r}.")
   checkpoints = sorted({int(v) for v in args.checkpoints.split(",") if v})
   if set(signs) - {"nonnegative", "free"} or not signs:
     parser.error(f"--signs: expected a subset of nonnegative,free, got {args.signs!r}.")
   if not checkpoints or checkpoints[0] < 1:
     parser.error(f"--checkpoints: expected positive integers, got {args.checkpoints!r}.")
-  if args.test and (any(len(v) != 1 for v in grid.values()) or len(signs) != 1):
+  if args.test and (any(len(v) != 1 for v in grid.values()) or len(signs) != 1
+                    or len(centers) != 1):
     parser.error("--test scores one configuration: give one value per list.")
   for values in itertools.product(*grid.values()):
-    check_hyperparameters(*values[:3], checkpoints[-1], values[3])
+    check_hyperparameters(*values[:3], checkpoints[-1], values[3],
+                          popularity_exponent=values[4])
 
   data = load_movielens(args.data_dir)
   protocol = protocols.build("recbole_ml1m", data.ratings, data.num_users, data.num_movies,
                              seed=args.seed)
-  # AdmmSlim's own set-up: ADMM on the movies with training interactions.
-  model = AdmmSlim(iterations=1).fit(protocol.train_ratings, data.num_users, data.num_movies)
-  gram = (model.interactions_.T @ model.interactions_).toarray()
+  grams = {}  # centring -> (AdmmSlim set up on train, gram, diag of the uncentred gram)
+  for center in centers:
+    model = AdmmSlim(center=center == "yes")  # its own set-up: the movies with interactions
+    gram, _ = model.fitted_gram(protocol.train_ratings, data.num_users, data.num_movies)
+    grams[center] = model, gram, np.asarray(model.interactions_.sum(axis=0)).ravel()
 
-  for (l1, l2, rho, dropout), sign in itertools.product(itertools.product(*grid.values()),
-                                                        signs):
-    params = {"l1": l1, "l2": l2, "rho": rho, "dropout": dropout, "sign": sign,
-              "dtype": args.dtype}
+  for (l1, l2, rho, dropout, alpha), sign, center in itertools.product(
+      itertools.product(*grid.values()), signs, centers):
+    model, gram, counts = grams[center]
+    penalty = l2_penalty(counts, l2, alpha, dropout)
+    params = {"l1": l1, "l2": l2, "rho": rho, "dropout": dropout, "alpha": alpha,
+              "center": center, "sign": sign, "dtype": args.dtype}
     started, cpu_started = time.perf_counter(), time.process_time()
     evaluation_seconds = evaluation_cpu_seconds = 0.0
     for state in admm_slim_iterates(gram, l1, l2, rho, checkpoints[-1],
-                                    sign == "nonnegative", dropout, np.dtype(args.dtype)):
+                                    sign == "nonnegative", dropout, np.dtype(args.dtype),
+                                    penalty):
       if state.iteration not in checkpoints:
         continue
       evaluation_started, evaluation_cpu_started = time.perf_counter(), time.process_time()

@@ -65,13 +65,11 @@ def build(configs: two_tower.TwoTowerConfigs) -> FederatedRun:
         f"--ranking_model_dir {ranking_dir}"))
 
   return run.federated_run(
-      "ranking",
+      "ranking", "TFRS ranking (biased SVD++-like rating model)",
       client_data_fn=RoundDatasets(run.setup.client_data, run.setup.preprocess,
                                    configs.hparams["seed"]),
       report_fn=report,
       loss_bound=common.RATING_LOSS_BOUND,
-      description=(f"TFRS ranking (biased SVD++-like rating model), {run.protocol.name}, "
-                   f"{len(run.setup.client_ids)} clients ({configs.partition.scheme})"),
       key_metric="rmse")
 
 

@@ -57,14 +57,12 @@ def build(configs: two_tower.TwoTowerConfigs) -> FederatedRun:
         "--ranking_model_dir=<a movielens_ranking run>/export/ranking)"))
 
   return run.federated_run(
-      "retrieval",
+      "retrieval", "TFRS two-tower retrieval",
       client_data_fn=round_histories.ResampledHistoryDatasets.for_partition(
           run.data, run.protocol, configs.partition, configs.towers.history_length,
           run.setup.preprocess, hp["seed"]),
       report_fn=report,
       loss_bound=common.SOFTMAX_LOSS_BOUND,
-      description=(f"TFRS two-tower retrieval, {run.protocol.name}, "
-                   f"{len(run.setup.client_ids)} clients ({configs.partition.scheme})"),
       key_metric="ndcg@10")
 
 

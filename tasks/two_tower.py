@@ -81,10 +81,11 @@ class TwoTowerRun:
   dp: Any
   server_model: Callable[[Any], Any]
 
-  def federated_run(self, kind: str, **task_fields) -> FederatedRun:
+  def federated_run(self, kind: str, title: str, **task_fields) -> FederatedRun:
     """The `FederatedRun`: seeded initial state, uniform sampling, the server's
-    evaluation of `kind` on the evaluation split; `task_fields` give the rest
-    (client_data_fn, report_fn, loss_bound, description, key_metric)."""
+    evaluation of `kind` on the evaluation split, described as `title`, the
+    protocol and the clients; `task_fields` give the rest (client_data_fn,
+    report_fn, loss_bound, key_metric)."""
     hp = self.configs.hparams
     split = _SPLITS[self.configs.eval_split]
 
@@ -102,6 +103,8 @@ class TwoTowerRun:
         evaluate_fn=evaluate_fn,
         dp=self.dp,
         divergence_hint=common.learning_rates(hp),
+        description=(f"{title}, {self.protocol.name}, {len(self.setup.client_ids)} clients "
+                     f"({self.configs.partition.scheme})"),
         **task_fields)
 
 

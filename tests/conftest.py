@@ -15,8 +15,12 @@ from tff_movierec import tff_runtime  # noqa: E402
 from worker_processes import RemoteWorker  # noqa: E402
 
 
-def pytest_sessionstart(session):
-  del session
+@pytest.fixture(scope="module", autouse=True)
+def fresh_local_runtime():
+  """Each test module starts on a fresh local TFF worker, whatever the module
+  before it in this process (the order differs under pytest-xdist) left:
+  a stopped runtime, a secure-sum context, remote workers."""
+  tff_runtime.use_workers(None)
   tff_runtime.install()
 
 

@@ -50,15 +50,16 @@ def test_larger_l1_gives_sparser_weights(gram):
   assert zeros[0] < zeros[1] < zeros[2]
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_constrained_solution_satisfies_optimality_conditions(gram, dropout):
+@pytest.mark.parametrize("dropout,alpha", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5)])
+def test_constrained_solution_satisfies_optimality_conditions(gram, dropout, alpha):
   # KKT of ½‖X − XB‖² + ½ Σ_i Λ_i‖B_i,:‖² + λ1‖B‖₁, B ≥ 0, diag(B) = 0, off
   # the diagonal, with gradient g = (G + diag(Λ))B − G: g + λ1 = 0 where
   # B > 0 and g + λ1 >= 0 where B = 0.
   l1, l2 = 2.0, 5.0
-  weights = _last(gram, l1=l1, l2=l2, dropout=dropout, nonnegative=True, rho=20.0,
-                  iterations=3000).weights
-  penalty = l2 + dropout / (1 - dropout) * np.diag(gram)
+  penalty = (l2 * (np.diag(gram) / np.diag(gram).mean()) ** alpha
+             + dropout / (1 - dropout) * np.diag(gram))
+  weights = _last(gram, l1=l1, nonnegative=True, rho=20.0, iterations=3000,
+                  penalty=admm_slim.l2_penalty(np.diag(gram), l2, alpha, dropout)).weights
   gradient = (gram + np.diag(penalty)) @ weights - gram + l1
   off_diagonal = ~np.eye(NUM_MOVIES, dtype=bool)
   positive = (weights > 0) & off_diagonal
@@ -91,15 +92,27 @@ def test_float32_matches_float64(gram):
     ("iterations", {"iterations": 2.5}),
     ("dropout", {"dropout": 1.0}),
     ("tolerance", {"tolerance": -1e-3}),
+    ("popularity_exponent", {"popularity_exponent": -0.5}),
 ])
 def test_bad_hyperparameters_are_named(name, kwargs):
   with pytest.raises(ValueError, match=f"ADMM-SLIM: {name} must be"):
     admm_slim.AdmmSlim(**kwargs)
 
 
-def test_bad_gram_shape_is_rejected():
+def test_bad_gram_shape_or_penalty_is_rejected(gram):
   with pytest.raises(ValueError, match="gram must be a square matrix"):
     admm_slim.admm_slim_weights(np.ones((3, 4)), 1.0, 1.0, 1.0, 2)
+  with pytest.raises(ValueError, match=f"penalty must be {NUM_MOVIES} finite values"):
+    admm_slim.admm_slim_weights(gram, 1.0, 1.0, 1.0, 2, penalty=-np.ones(NUM_MOVIES))
+
+
+def test_popularity_exponent_weights_the_l2_term_by_relative_popularity(gram):
+  counts = np.diag(gram)
+  np.testing.assert_allclose(admm_slim.l2_penalty(counts, 4.0), 4.0)
+  weighted = admm_slim.l2_penalty(counts, 4.0, popularity_exponent=0.5, dropout=0.2)
+  np.testing.assert_allclose(weighted, 4.0 * np.sqrt(counts / counts.mean()) + 0.25 * counts)
+  # The most popular movie is penalized most, the least popular least.
+  assert np.argmax(weighted) == np.argmax(counts) and np.argmin(weighted) == np.argmin(counts)
 
 
 def test_model_scores_are_history_times_weights(interactions):
@@ -119,3 +132,27 @@ def test_model_scores_are_history_times_weights(interactions):
   np.testing.assert_array_equal(scores[2], 0.0)  # a user without history
   with pytest.raises(NotImplementedError):
     model.predict(np.array([0]), np.array([0]))
+
+
+def test_centred_model_fits_the_centred_gram_and_scores_around_the_means(interactions):
+  users, movies = np.nonzero(interactions)
+  frame = pd.DataFrame({"user": users, "movie": movies, "rating": 4.0})
+  params = {"l1": 0.0, "l2": 5.0, "rho": 50.0, "iterations": 300, "nonnegative": False,
+            "popularity_exponent": 0.5}
+  model = admm_slim.AdmmSlim(center=True, **params).fit(frame, NUM_USERS + 1, NUM_MOVIES)
+  means = interactions.sum(axis=0) / (NUM_USERS + 1)  # the user without history counts
+  centred = np.vstack([interactions, np.zeros(NUM_MOVIES)]) - means
+  np.testing.assert_allclose(admm_slim.centered_gram(interactions.T @ interactions,
+                                                     NUM_USERS + 1),
+                             centred.T @ centred, atol=1e-9)
+  # Without λ1 or signs the fixed point is closed-form EASE on the centred
+  # data with the popularity-weighted penalty (from the uncentred counts).
+  penalty = 5.0 * np.sqrt(interactions.sum(axis=0) / interactions.sum(axis=0).mean())
+  inverse = np.linalg.inv(centred.T @ centred + np.diag(penalty))
+  expected = np.eye(NUM_MOVIES) - inverse / np.diag(inverse)
+  np.testing.assert_allclose(model.weights_, expected, atol=1e-8)
+  scores = model.score_all(np.array([3, NUM_USERS]))
+  np.testing.assert_allclose(scores, centred[[3, NUM_USERS]] @ model.weights_ + means,
+                             atol=1e-10)
+  with pytest.raises(ValueError, match="centering needs num_users >= 1"):
+    admm_slim.centered_gram(interactions.T @ interactions, 0)

@@ -23,13 +23,12 @@ from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import examples, experiment, export, ranking, training, towers
 from tff_movierec.retrieval.config import TowerConfig
 from tff_movierec.training import managers
+from worker_processes import assert_same_metrics, computed_columns
 
 FLAGS = flags.FLAGS
 TASK = "movielens_ranking"
 SMOKE = dict(num_clients=3, clients_per_round=3, embedding_dim=4, client_batch_size=32,
              rounds_per_eval=1, total_rounds=2)
-# Columns that differ by nature between two runs (wall time, gRPC traffic).
-_UNCOMPARED = ("speed/", "traffic/")
 
 
 @pytest.fixture(autouse=True)
@@ -101,12 +100,11 @@ def test_export_loads_and_rates_from_the_history(plain_run):
 
 
 def test_same_command_same_metrics_other_seed_other_metrics(plain_run, tmp_path):
-  strip = lambda frame: frame[[c for c in frame.columns if not c.startswith(_UNCOMPARED)]]
   again = _metrics(_main(tmp_path, hidden_units=["4"], factor_l2=0.01, experiment_name="a"))
-  pd.testing.assert_frame_equal(strip(again), strip(_metrics(plain_run)))
+  pd.testing.assert_frame_equal(computed_columns(again), computed_columns(_metrics(plain_run)))
   other = _metrics(_main(tmp_path, hidden_units=["4"], factor_l2=0.01, experiment_name="b",
                          seed=1))
-  assert not strip(other).equals(strip(again))
+  assert not computed_columns(other).equals(computed_columns(again))
 
 
 def test_dp_aggregator_clips_noises_and_reports_epsilon_on_the_validation_split(tmp_path):
@@ -129,10 +127,7 @@ def test_dp_aggregator_clips_noises_and_reports_epsilon_on_the_validation_split(
 def test_two_workers_give_the_local_metrics(plain_run, tmp_path, workers):
   remote = _metrics(_main(tmp_path, hidden_units=["4"], factor_l2=0.01,
                           workers=[w.address for w in workers]))
-  local = _metrics(plain_run)
-  for column in local.columns:
-    if not column.startswith(_UNCOMPARED):
-      np.testing.assert_allclose(remote[column], local[column], rtol=1e-5, err_msg=column)
+  assert_same_metrics(_metrics(plain_run), remote)
 
 
 @pytest.mark.parametrize("overrides, message", [
