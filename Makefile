@@ -38,9 +38,10 @@ run: $(STAMP)
 	@$(VPY) run_experiment.py $(DATA_FLAG) --root_output_dir=$(OUT) $(ARGS)
 
 # The tests run in a private network namespace (loopback only) where possible,
-# one pytest-xdist process per core, a test module per process at a time.
+# one pytest-xdist process per core (at most 4: about 1 GB each), a test
+# module per process at a time.
 test: $(STAMP)
-	tests/private_network.sh $(VPY) -m pytest -q -n auto --dist loadfile tests
+	tests/private_network.sh $(VPY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) output

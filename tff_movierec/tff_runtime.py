@@ -10,7 +10,10 @@ and stops that worker itself, for two reasons:
    the worker. It keeps running, holding a port, CPU and the output pipe of
    the test runner or CI job. Here the worker is started with Linux's
    `prctl(PR_SET_PDEATHSIG, SIGKILL)`, so the kernel kills it when its parent
-   dies, however the parent dies.
+   dies, however the parent dies. A small launcher (`python -I -S -c`) sets
+   it and then execs the worker: a Popen `preexec_fn` would run Python code
+   between fork and exec, which can deadlock a process with threads (gRPC's,
+   TFF's event loops); the test suite once hung there, in `restart()`.
 2. Noisy exits. TFF stops its worker only from `ServiceManager.__del__`, which
    runs during interpreter shutdown, if at all. Our earlier atexit hook killed
    the worker first. Then `__del__` called `os.kill` on a pid that was already
@@ -58,7 +61,6 @@ Caveats:
 """
 
 import atexit
-import ctypes
 import dataclasses
 import logging
 import os
@@ -77,6 +79,18 @@ import tensorflow_federated as tff
 from tff_movierec import remote_workers
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# argv: parent pid, worker command. Sets PR_SET_PDEATHSIG, exits if the parent
+# died before it took effect, lets SIGINT stop the worker even if the parent
+# ignores SIGINT (e.g. `cmd &` in a script), then becomes the worker (exec).
+_LAUNCHER = f"""
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL, 0, 0, 0):
+    sys.exit("prctl(PR_SET_PDEATHSIG) failed: errno %d" % ctypes.get_errno())
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 5.0
 
@@ -279,11 +293,12 @@ def _start_worker(max_concurrent_computation_calls: int) -> _Worker:
   fd, log_path = tempfile.mkstemp(prefix=f"tff_worker_{port}_", suffix=".log")
   with os.fdopen(fd, "wb") as log:
     process = subprocess.Popen(
-        worker_command(port, max_concurrent_computation_calls),
+        [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()),
+         *worker_command(port, max_concurrent_computation_calls)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         # Own process group: Ctrl-C in a terminal interrupts Python (which can
         # go on using the worker, or stop it at exit) without killing the worker.
-        process_group=0, preexec_fn=_die_with_parent(os.getpid()))
+        process_group=0)
   channel = remote_workers.counted_channel(f"127.0.0.1:{port}", _traffic)
   stub = tff.framework.RemoteExecutorGrpcStub(channel)
   worker = _Worker(process=process, port=port, log_path=log_path, channel=channel,
@@ -298,23 +313,6 @@ def _start_worker(max_concurrent_computation_calls: int) -> _Worker:
       raise RuntimeError(f"{worker.describe()} {problem}.")
     time.sleep(0.02)
   return worker
-
-
-def _die_with_parent(parent_pid: int):
-  """Returns a Popen `preexec_fn` making the child get SIGKILL when its parent dies."""
-  prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
-
-  def preexec_fn():
-    if prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL),
-             ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
-      raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-      os._exit(1)  # pylint: disable=protected-access
-    # A parent started with SIGINT ignored (e.g. `cmd &` in a script) would
-    # pass that on, and `stop` would always wait the full timeout.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-  return preexec_fn
 
 
 def _make_context(worker: _Worker,
