@@ -30,7 +30,6 @@ import tempfile
 import time
 
 import portpicker
-import psutil
 
 from jsonl_log import append_record  # bench/jsonl_log.py
 from tff_movierec import tff_runtime, worker
@@ -44,18 +43,6 @@ def _rounds_done(metrics_csv: str) -> int:
     return 0
   with open(metrics_csv) as f:
     return max(len(f.read().splitlines()) - 1, 0)
-
-
-def _signal_tree(pid: int, signum: int) -> None:
-  try:
-    processes = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
-  except psutil.NoSuchProcess:
-    return
-  for process in processes:
-    try:
-      process.send_signal(signum)
-    except psutil.NoSuchProcess:
-      pass
 
 
 def main():
@@ -92,7 +79,7 @@ def main():
           raise RuntimeError(f"the run ended or stalled before the freeze: {stderr_path}")
         time.sleep(0.1)
       frozen_address, frozen = workers[1]
-      _signal_tree(frozen.pid, signal.SIGSTOP)
+      frozen.send_signal(signal.SIGSTOP)  # the worker process execs worker_binary
       frozen_at = time.monotonic()
       frozen_after_rounds = _rounds_done(metrics_csv)
       try:
@@ -112,7 +99,8 @@ def main():
         run.kill()
         run.wait()
       for _, process in workers:
-        _signal_tree(process.pid, signal.SIGCONT)
+        if process.poll() is None:
+          process.send_signal(signal.SIGCONT)
         tff_runtime.terminate(process)
       for log in logs:
         log.close()

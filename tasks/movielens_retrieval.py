@@ -58,9 +58,9 @@ def build(configs: two_tower.TwoTowerConfigs) -> FederatedRun:
 
   return run.federated_run(
       "retrieval", "TFRS two-tower retrieval",
-      client_data_fn=round_histories.ResampledHistoryDatasets.for_partition(
-          run.data, run.protocol, configs.partition, configs.towers.history_length,
-          run.setup.preprocess, hp["seed"]),
+      client_data_fn=round_histories.ResampledHistoryDatasets(
+          run.protocol.train_ratings, run.data.users, run.setup.user_to_client,
+          configs.towers.history_length, run.setup.preprocess, hp["seed"]),
       report_fn=report,
       loss_bound=common.SOFTMAX_LOSS_BOUND,
       key_metric="ndcg@10")

@@ -295,8 +295,9 @@ def _sorted_rows(movies, histories):
 def test_resampled_histories_change_every_round_and_stay_the_users_own(data, protocol):
   setup = training.federated_setup("retrieval", data, protocol, TOWERS, TASK, PARTITION,
                                    training.ClientSpec(batch_size=TRAIN.batch_size), seed=3)
-  resampled = round_histories.ResampledHistoryDatasets.for_partition(
-      data, protocol, PARTITION, TOWERS.history_length, setup.preprocess, seed=3)
+  resampled = round_histories.ResampledHistoryDatasets(
+      protocol.train_ratings, data.users, setup.user_to_client, TOWERS.history_length,
+      setup.preprocess, seed=3)
   first, again, second = (_client_examples(resampled(setup.client_ids, r)) for r in (1, 1, 2))
   replayed = _client_examples(RoundDatasets(setup.client_data, setup.preprocess, 3)(
       setup.client_ids, 1))

@@ -56,7 +56,7 @@ CHANNEL_OPTIONS = (
     # included, answers pings less than 5 minutes apart with GOAWAY
     # "too_many_pings"), and drop the connection when a ping is not answered
     # within 20 s. Measured (bench/frozen_worker.py): a worker
-    # frozen by SIGSTOP ends the run, naming it, 68 s after the freeze;
+    # frozen by SIGSTOP ends the run, naming it, 60-68 s after the freeze;
     # without these two options the run still waited 6 minutes later.
     ("grpc.keepalive_time_ms", 360_000),
     ("grpc.keepalive_timeout_ms", 20_000),

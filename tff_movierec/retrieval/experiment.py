@@ -78,13 +78,13 @@ def run_experiment(
     on_round: called with (round_num, metrics) after every epoch; the
       metrics hold `train_loss`, `seconds` and, every `eval_every` rounds,
       `valid_*` metrics (see `training`).
+    ranking_config: the ranking model's options (kind "ranking" only;
+      default `ranking.RankingTaskConfig()`).
 
   Returns:
     The final model's `test_*` metrics (retrieval: recall/ndcg/hr/precision/
     mrr@10, num_users; ranking: rmse, mae, num_examples), plus `wall_seconds`
     of training.
-    ranking_config: the ranking model's options (kind "ranking" only;
-      default `ranking.RankingTaskConfig()`).
   """
   if protocol not in MIN_HISTORY_RATING:
     raise ConfigError(f"protocol={protocol!r}: expected one of {tuple(MIN_HISTORY_RATING)}.",

@@ -20,11 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tff_movierec.data.client_data import make_client_data
-from tff_movierec.data.features import genre_multi_hot
-from tff_movierec.data.movielens import MovieLens
-from tff_movierec.data.partitions import PartitionSpec, partition_users
 from tff_movierec.errors import ConfigError, require
-from tff_movierec.metrics import protocols
 from tff_movierec.retrieval import examples
 from tff_movierec.training.round_datasets import RoundDatasets
 
@@ -67,18 +63,6 @@ class ResampledHistoryDatasets:
     self._history_length = history_length
     self._preprocess = preprocess
     self._seed = seed
-
-  @classmethod
-  def for_partition(cls, data: MovieLens, protocol: protocols.RankingProtocol,
-                    partition: PartitionSpec, history_length: int,
-                    preprocess: Callable[..., tf.data.Dataset],
-                    seed: int) -> "ResampledHistoryDatasets":
-    """The clients of `training.federated_client_data` (same partition of
-    `protocol`'s training users), their histories drawn every round."""
-    user_to_client = partition_users(partition, protocol.train_ratings, data.users,
-                                     genre_multi_hot(data))
-    return cls(protocol.train_ratings, data.users, user_to_client, history_length,
-               preprocess, seed)
 
   def __call__(self, client_ids: List[str], round_num: int) -> List[tf.data.Dataset]:
     arrays = examples.training_examples(self._ratings, self._users, self._history_length,

@@ -125,11 +125,12 @@ def to_batch(tower_config: TowerConfig, kind: str = "retrieval"):
   The user index and the demographics are kept only when the query tower
   embeds them; the ranking model reads `ranking.query_features`.
   """
-  names = [n for n in examples.QUERY_FEATURES
-           if (n != "user" or tower_config.use_user_id)
-           and (n not in examples.DEMOGRAPHICS or tower_config.use_demographics)]
   if kind == "ranking":
     names = list(ranking.query_features(tower_config))
+  else:
+    names = [n for n in examples.QUERY_FEATURES
+             if (n != "user" or tower_config.use_user_id)
+             and (n not in examples.DEMOGRAPHICS or tower_config.use_demographics)]
 
   def convert(batch):
     features = collections.OrderedDict((n, batch[n]) for n in names + ["movie"])
@@ -181,12 +182,6 @@ def ranking_predictions(model: models.RankingModel, data: MovieLens, history,
       for i in range(0, len(held_out), 8192)] or [np.zeros(0, np.float32)])
 
 
-def ranking_rmse(model: models.RankingModel, data: MovieLens,
-                 protocol: protocols.RankingProtocol, split: str) -> float:
-  """RMSE of predicted ratings on the held-out ratings of `split`."""
-  return ranking_errors(model, data, protocol, split)["rmse"]
-
-
 def ranking_errors(model: models.RankingModel, data: MovieLens,
                    protocol: protocols.RankingProtocol, split: str) -> Dict[str, float]:
   """{"rmse", "mae", "num_examples"} of predicted ratings on `split`'s held-out ratings."""
@@ -231,17 +226,16 @@ def train_centralized(kind: str, data: MovieLens, protocol: protocols.RankingPro
 
 
 def federated_client_data(data: MovieLens, protocol: protocols.RankingProtocol,
-                          tower_config: TowerConfig, partition: PartitionSpec,
+                          tower_config: TowerConfig, user_to_client: np.ndarray,
                           seed: int = 0, kind: str = "retrieval"
                           ) -> tff.simulation.datasets.ClientData:
-  """Training examples of `protocol`, one client per partition cell.
+  """Training examples of `protocol`, one client per partition cell
+  (`user_to_client`: int [U], each user's client, `partitions.partition_users`).
 
   A user's history feature is built from that user's own ratings only, so it
   lives on the user's client. Histories are sampled once (seed `seed`); the
   centralized loop resamples them every epoch.
   """
-  user_to_client = partition_users(partition, protocol.train_ratings, data.users,
-                                   genre_multi_hot(data))
   arrays = _example_arrays(data, protocol.train_ratings, tower_config, seed, kind)
   num_clients = int(user_to_client.max()) + 1
   return make_client_data(arrays, user_to_client[arrays["user"]], num_clients)
@@ -258,6 +252,8 @@ class FederatedSetup:
     model_fn: () -> a new `TfrsVariableModel` (for TFF's learning processes).
     movie_stats: per-movie rating sums and counts from a federated sum (only
       the totals reach the server, never a user's interactions).
+    user_to_client: int [U], each user's client (the partition of the
+      protocol's training users).
   """
 
   client_data: tff.simulation.datasets.ClientData
@@ -265,6 +261,7 @@ class FederatedSetup:
   preprocess: Callable[[tf.data.Dataset], tf.data.Dataset]
   model_fn: Callable[[], federated.TfrsVariableModel]
   movie_stats: movie_stats.MovieStats
+  user_to_client: np.ndarray
 
 
 def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProtocol,
@@ -272,7 +269,9 @@ def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProto
                     partition: PartitionSpec, client_spec: ClientSpec,
                     seed: int = 0) -> FederatedSetup:
   """Client data, preprocessing and model_fn of a federated two-tower run."""
-  client_data = federated_client_data(data, protocol, tower_config, partition, seed, kind)
+  user_to_client = partition_users(partition, protocol.train_ratings, data.users,
+                                   genre_multi_hot(data))
+  client_data = federated_client_data(data, protocol, tower_config, user_to_client, seed, kind)
   preprocess = build_preprocess_fn(client_spec, to_batch(tower_config, kind))
   client_ids = [c for c in client_data.client_ids
                 if len(client_data.create_tf_dataset_for_client(c)) > 0]
@@ -286,4 +285,4 @@ def federated_setup(kind: str, data: MovieLens, protocol: protocols.RankingProto
         build_model(kind, data, stats, tower_config, task_config, with_metrics=False),
         input_spec)
 
-  return FederatedSetup(client_data, client_ids, preprocess, model_fn, stats)
+  return FederatedSetup(client_data, client_ids, preprocess, model_fn, stats, user_to_client)
